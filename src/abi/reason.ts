@@ -1,0 +1,39 @@
+/**
+ * Why the core refused a call. The core returns -errno and leaves one of these in the
+ * thread's REG_REASON register; the host turns the pair into a message naming the argument
+ * (see src/errors.ts). Shared by the core and the host.
+ * @module
+ */
+export const R_NONE = 0;
+export const R_VA_ALIGN = 1; // va not aligned to the page size
+export const R_PFN_ALIGN = 2; // pfn not aligned to the page size
+export const R_SIZE_ZERO = 3; // empty range
+export const R_SIZE_ALIGN = 4; // size not a multiple of the page size
+export const R_NONCANONICAL = 5; // va not canonical for the paging mode
+export const R_CROSS_HALF = 6; // range runs past the canonical half it starts in
+export const R_PFN_RANGE = 7; // frame beyond MAXPHYADDR / the machine's memory
+export const R_PROT_BITS = 8; // protection carries bits the call may not set
+export const R_PAGE_SIZE = 9; // page size not 4 KiB, 2 MiB or 1 GiB
+export const R_MAPPED = 10; // part of the range is already mapped (EEXIST)
+export const R_NO_FRAMES = 11; // not enough free frames (ENOMEM)
+export const R_NO_POOL = 12; // backing pool exhausted (ENOMEM)
+export const R_ROOT = 13; // not a root page table
+export const R_ORDER = 14; // order out of range or not the allocation's order
+export const R_ZONE = 15; // unknown zone or empty zonelist
+export const R_NOT_ALLOCATED = 16; // frame is free or not the head of an allocation
+export const R_REFERENCED = 17; // frame still referenced by others
+export const R_CPU = 18; // no such CPU
+export const R_PCID = 19; // PCID out of range
+export const R_INVPCID_TYPE = 20; // invpcid type out of range
+export const R_COUNT = 21; // batch larger than the ring
+export const R_ACCESS = 22; // unknown access bits
+export const R_LEVEL = 23; // level out of range for the paging mode
+export const R_NOT_MAPPED = 24; // no entry at that address and level
+export const R_TABLE_ENTRY = 25; // would change where a table entry points
+export const R_BUSY_TABLES = 26; // root still maps something
+export const R_NO_THREAD = 27; // every ring is attached
+export const R_CONFIG = 28; // configuration field out of range (REG_ARG: header offset)
+export const R_NOT_INIT = 29; // core not initialised
+export const R_PFN_NOT_RAM = 30; // frame has no struct page (outside every zone)
+export const R_FLAGS = 31; // unknown flag bits
+export const R_CTRL = 32; // unknown control bits

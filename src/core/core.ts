@@ -1,0 +1,90 @@
+/**
+ * One thread's handle on the core: its exports, typed views over the shared memory
+ * (rebuilt when the backing pool grows the memory), its ring, and the errno check.
+ * @module
+ */
+import * as H from "../abi/header.js";
+import type { CoreExports } from "./loader.js";
+import { coreError } from "./reasons.js";
+
+export class Core {
+  readonly x: CoreExports;
+  readonly memory: WebAssembly.Memory;
+  /** This instance's ring index (its thread slot). */
+  thread = -1;
+  /** Byte address of this thread's ring. */
+  ring = 0;
+  #buf: ArrayBufferLike | undefined;
+  #u8!: Uint8Array;
+  #u32!: Uint32Array;
+  #i32!: Int32Array;
+  #f64!: Float64Array;
+
+  constructor(x: CoreExports, memory: WebAssembly.Memory) {
+    this.x = x;
+    this.memory = memory;
+  }
+
+  #views(): void {
+    const buf = this.memory.buffer;
+    if (buf === this.#buf && buf.byteLength === this.#u8.byteLength) return;
+    this.#buf = buf;
+    this.#u8 = new Uint8Array(buf);
+    this.#u32 = new Uint32Array(buf);
+    this.#i32 = new Int32Array(buf);
+    this.#f64 = new Float64Array(buf);
+  }
+
+  get u8(): Uint8Array {
+    this.#views();
+    return this.#u8;
+  }
+  get u32(): Uint32Array {
+    this.#views();
+    return this.#u32;
+  }
+  get i32(): Int32Array {
+    this.#views();
+    return this.#i32;
+  }
+  get f64(): Float64Array {
+    this.#views();
+    return this.#f64;
+  }
+
+  /** A u32 field of the header. */
+  hdr(off: number): number {
+    return this.u32[(H.HDR_ADDR + off) >>> 2]!;
+  }
+
+  setHdr(off: number, v: number): void {
+    this.u32[(H.HDR_ADDR + off) >>> 2] = v;
+  }
+
+  /** check - @rc if it is not negative, else throw the DmaError the core's reason names. */
+  check(rc: number, fn: string): number {
+    if (rc >= 0) return rc;
+    throw coreError(fn, rc, this.x.coreReason(), this.x.coreReasonArg());
+  }
+
+  /** Claim a ring for this instance. */
+  attach(): void {
+    this.thread = this.check(this.x.coreAttach(), "attach");
+    this.ring = this.hdr(H.HDR_RINGS_BASE) + this.thread * this.hdr(H.HDR_RING_STRIDE);
+  }
+
+  /** A u32 result register of this thread's ring. */
+  reg32(off: number): number {
+    return this.u32[(this.ring + off) >>> 2]!;
+  }
+
+  /** An f64 result register of this thread's ring. */
+  regF64(off: number): number {
+    return this.f64[(this.ring + off) >>> 3]!;
+  }
+
+  /** Byte address of ring entry @i. */
+  entry(i: number): number {
+    return this.ring + H.RING_ENTRY0 + i * H.RENT_SIZE;
+  }
+}

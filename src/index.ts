@@ -1,0 +1,35 @@
+/**
+ * dmalab: a WebAssembly-accelerated emulator of the Linux device-memory plane.
+ *
+ * Named re-exports only: what is not listed here is internal.
+ * @module
+ */
+export { createMachine, attachMachine, Machine } from "./machine.js";
+export type { CreateOptions, SharedMachine } from "./machine.js";
+export { parseMachineOptions, parseSize, MachineOptionsSchema } from "./config.js";
+export type { MachineOptions, MachineConfig, ZoneConfig, Size } from "./config.js";
+export { DmaError, errnoName } from "./errors.js";
+export type { ErrnoName } from "./errors.js";
+export type { Address } from "./core/addr.js";
+export { Phys } from "./mm/phys.js";
+export type { AllocOptions, Gfp, ZoneInfo } from "./mm/phys.js";
+export { PAGE_FLAG_NAMES, ZONE_NAMES } from "./mm/page.js";
+export type { PageInfo, PageFlag, ZoneName } from "./mm/page.js";
+export { PageTable } from "./mmu/pgtable.js";
+export type { PageSize, UnmapResult, UnmappedLeaf, PtepResult } from "./mmu/pgtable.js";
+export { Cpu, LINUX_CONTROL, LINUX_PKRU } from "./mmu/cpu.js";
+export type { Control, CpuStats } from "./mmu/cpu.js";
+export { Ring } from "./mmu/ring.js";
+export type { Access, Fault, Translation, PageBytes } from "./mmu/access.js";
+export { decodePte } from "./mmu/prot.js";
+export type { Prot, ProtChange, PteInfo, CacheMode } from "./mmu/prot.js";
+export type { TlbEntry } from "./mmu/tlb.js";
+export { Clock } from "./sim/clock.js";
+export { Rng } from "./sim/rng.js";
+export { DEFAULT_COSTS, costTable } from "./sim/cost.js";
+export type { CostEntry, CostName, CostTable, CostOverrides } from "./sim/cost.js";
+export { Trace } from "./trace/trace.js";
+export type { TraceOptions } from "./trace/trace.js";
+export type { TraceEvent, TraceEventArgs, TraceEventName } from "./trace/events.js";
+export { toChromeTrace } from "./trace/chrome.js";
+export type { ChromeTrace, ChromeTraceEvent } from "./trace/chrome.js";

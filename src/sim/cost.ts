@@ -1,0 +1,76 @@
+/**
+ * The cost table: modeled nanoseconds per action, each default with where it comes from.
+ * Every entry can be overridden per machine (`createMachine({costs: {...}})`). The table is
+ * only as good as its sources; later issues calibrate it against published end-to-end
+ * figures (gup_test rows in DESIGN.md).
+ * @module
+ */
+
+export interface CostEntry {
+  readonly ns: number;
+  readonly source: string;
+}
+
+export const DEFAULT_COSTS = {
+  memAccess: {
+    ns: 90,
+    source: "DRAM load latency on current x86 servers (~80-100 ns); DESIGN.md cost table",
+  },
+  walkLevel: {
+    ns: 90,
+    source:
+      "one paging-structure load that misses the caches = a DRAM access; a 4-level walk is " +
+      "up to 4 of them (DESIGN.md). Paging-structure caches are not modeled, so this is the " +
+      "cold-walk bound",
+  },
+  tlbHit: {
+    ns: 1,
+    source: "an L1 DTLB hit is folded into address generation (~1 cycle); DESIGN.md",
+  },
+  tlbMiss: {
+    ns: 3,
+    source:
+      "second-level (STLB) lookup before the walker starts: ~9 cycles at 3 GHz (Intel " +
+      "optimization reference manual, STLB hit latency); the walk levels are charged apart",
+  },
+  invlpg: {
+    ns: 100,
+    source: 'arch/x86/mm/tlb.c, on tlb_single_page_flush_ceiling: "Each single flush is about ' +
+      '100 ns"',
+  },
+  tlbFlushAll: {
+    ns: 100,
+    source:
+      "CR3 write / INVPCID: Documentation/arch/x86/tlb.rst calls the full flush 'a quick " +
+      "operation'; its real cost is the refill, which the TLB misses after it are charged for",
+  },
+  pteWrite: {
+    ns: 1,
+    source: "a store to a cache-resident page-table line (~1-4 cycles)",
+  },
+  ipiShootdown: {
+    ns: 1500,
+    source: "remote TLB shootdown, IPI + INVLPG + ack: published round trips of 1-3 us on " +
+      "current Xeons (DESIGN.md); base cost of one shootdown",
+  },
+  ipiPerCpu: {
+    ns: 200,
+    source: "each additional target CPU of a shootdown (DESIGN.md: ~0.2 us per target)",
+  },
+} as const satisfies Record<string, CostEntry>;
+
+export type CostName = keyof typeof DEFAULT_COSTS;
+export type CostTable = { readonly [K in CostName]: CostEntry };
+export type CostOverrides = Partial<Record<CostName, number>>;
+
+/**
+ * costTable - the defaults with @overrides (ns) applied; an override's source says so.
+ * The machine's configuration schema has already checked the names and values.
+ */
+export function costTable(overrides: CostOverrides = {}): CostTable {
+  const t: Record<string, CostEntry> = { ...DEFAULT_COSTS };
+  for (const [name, ns] of Object.entries(overrides)) {
+    t[name] = { ns, source: "set by the machine's configuration" };
+  }
+  return t as CostTable;
+}

@@ -1,0 +1,46 @@
+/**
+ * The trace's event types: each event name with the arguments it carries. Times are modeled
+ * nanoseconds from the machine's clock.
+ * @module
+ */
+
+/** Arguments of every event, by name. Later subsystems add their own names here. */
+export interface TraceEventArgs {
+  "phys.alloc": { pfn: number; order: number; zone: string };
+  "phys.free": { pfn: number; order: number; freed: boolean };
+  "pt.alloc": { pgd: number };
+  "pt.free": { pgd: number };
+  "pt.map": { pgd: number; va: string; size: number; pfn: number; pageSize: string; tables: number };
+  "pt.unmap": { pgd: number; va: string; size: number; leaves: number; pages: number; tables: number };
+  "pt.protect": { pgd: number; va: string; size: number; changed: number; tables: number };
+  "pt.set": { pgd: number; va: string; level: number; value: string };
+  "cpu.cr3": { cpu: number; pgd: number; pcid: number; noflush: boolean };
+  "cpu.control": { cpu: number; control: string };
+  "cpu.translate": {
+    cpu: number;
+    n: number;
+    hits: number;
+    misses: number;
+    walks: number;
+    loads: number;
+    faults: number;
+    spurious: number;
+  };
+  "tlb.flush": { cpu: number; scope: string; va: string; size: number; dropped: number };
+}
+
+export type TraceEventName = keyof TraceEventArgs;
+
+/** A recorded event: complete ("X", with a duration) or instant ("i"). */
+export interface TraceEvent<K extends TraceEventName = TraceEventName> {
+  name: K;
+  /** Category: the part of the name before the dot ("phys", "pt", "cpu", "tlb"). */
+  cat: string;
+  /** Start, in modeled ns. */
+  ts: number;
+  /** Duration in modeled ns, for an action that took time. */
+  dur?: number;
+  /** Track: a CPU number, or -1 for the machine itself. */
+  tid: number;
+  args: TraceEventArgs[K];
+}
