@@ -78,7 +78,7 @@ export class Machine {
     if (!Number.isSafeInteger(pfn) || pfn < 0 || pfn >= nr) {
       throw einval("pfn", `${pfn} is not a frame of this machine (0..${nr - 1})`);
     }
-    return readPage(this.#core, this.#core.hdr(H.HDR_FRAMES_BASE), pfn, this.phys.zoneOf(pfn)?.name ?? null);
+    return readPage(this.#core, this.#core.hdr(H.HDR_FRAMES_BASE), pfn, this.phys.zoneOf(pfn));
   }
 
   /** pgdAlloc - a new, empty page-table hierarchy (its root from the NORMAL zone). */
@@ -147,6 +147,25 @@ export interface CreateOptions extends MachineOptions {
 export async function createMachine(options: CreateOptions = {}): Promise<Machine> {
   const { wasm, ...rest } = options;
   const config = parseMachineOptions(rest);
+  const { core, module } = await bootCore(config, wasm);
+  const m = new Machine(core, module, config);
+  for (const cpu of m.cpus) {
+    cpu.setControl(LINUX_CONTROL);
+    cpu.wrpkru(LINUX_PKRU);
+  }
+  m.trace.clear();
+  return m;
+}
+
+/**
+ * bootCore - a core laid out and initialised for @config, attached to this thread: what
+ * createMachine() builds on (and what differential tests drive directly).
+ * @internal
+ */
+export async function bootCore(
+  config: MachineConfig,
+  wasm?: CoreSource,
+): Promise<{ core: Core; module: WebAssembly.Module }> {
   const module = await compileCore(wasm);
   const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true });
   const core = new Core(await instantiateCore(module, memory), memory);
@@ -164,13 +183,7 @@ export async function createMachine(options: CreateOptions = {}): Promise<Machin
   }
   core.check(core.x.coreInit(), "createMachine");
   core.attach();
-  const m = new Machine(core, module, config);
-  for (const cpu of m.cpus) {
-    cpu.setControl(LINUX_CONTROL);
-    cpu.wrpkru(LINUX_PKRU);
-  }
-  m.trace.clear();
-  return m;
+  return { core, module };
 }
 
 /**

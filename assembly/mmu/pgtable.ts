@@ -13,9 +13,10 @@ import { FRAME_REFCOUNT, FRAME_BACKING, PG_pgtable, PFN_NONE } from "../../src/a
 import { EINVAL, ENOMEM, EBUSY } from "../../src/abi/errno";
 import {
   R_VA_ALIGN, R_SIZE_ZERO, R_SIZE_ALIGN, R_NONCANONICAL, R_CROSS_HALF, R_ROOT, R_NO_FRAMES,
-  R_NO_POOL, R_BUSY_TABLES,
+  R_NO_POOL, R_BUSY_TABLES, R_ROOT_IN_USE,
 } from "../../src/abi/reason";
-import { LEVELS, VA_BITS, NR_FRAMES } from "../layout";
+import { LEVELS, VA_BITS, NR_FRAMES, NR_CPUS, CPUS } from "../layout";
+import { CPU_SIZE, CPU_CR3_PFN } from "../../src/abi/header";
 import { fail } from "../errno";
 import {
   frame, frameFlags, frameSetFlags, frameMapping, frameSetMapping, frameIndex, frameSetIndex,
@@ -136,12 +137,19 @@ export function pgdAlloc(): i64 {
   return tableNew(LEVELS);
 }
 
-/** pgdFree - free an empty root table; -EBUSY while it still maps something. */
+/**
+ * pgdFree - free an empty root table. -EBUSY while it still maps something, or while a CPU
+ * runs on it (its CR3 points there: switch the CPU away first, as Linux does before
+ * pgd_free()).
+ */
 export function pgdFree(root: f64): i32 {
   const r = rootCheck(root);
   if (r < 0) return <i32>r;
   const pfn = <u32>r;
   if (tableCount(pfn) != 0) return fail(EBUSY, R_BUSY_TABLES, tableCount(pfn));
+  for (let cpu: u32 = 0; cpu < NR_CPUS; cpu++) {
+    if (load<u32>(CPUS + <usize>cpu * CPU_SIZE + CPU_CR3_PFN) == pfn) return fail(EBUSY, R_ROOT_IN_USE, cpu);
+  }
   opTables = 0;
   tableFree(pfn);
   return 0;

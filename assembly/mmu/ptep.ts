@@ -17,13 +17,15 @@ import { rangeLo, rangeVpnHigh, rangeCheck, rootCheck, tableCountAdd } from "./p
 import { ptUnmap } from "./unmap";
 
 /**
- * ptepGet - the entry that maps page @vpn: walk down to the first leaf or empty entry.
+ * ptepGet - the entry for page @vpn at @level (0: the first leaf or empty entry the walk
+ * meets). The walk stops early at a leaf or empty entry above @level.
  * Writes the entry to REG_PTE_LO/HI and its level to REG_LEVEL; returns the level, or
  * -EINVAL.
  */
-export function ptepGet(root: f64, vpn: f64): i32 {
+export function ptepGet(root: f64, vpn: f64, want: u32): i32 {
   const r = rootCheck(root);
   if (r < 0) return <i32>r;
+  if (want > LEVELS) return fail(EINVAL, R_LEVEL, want);
   const rc = rangeCheck(vpn, 1, 1);
   if (rc < 0) return rc;
   let t = <u32>r;
@@ -31,7 +33,7 @@ export function ptepGet(root: f64, vpn: f64): i32 {
   let e: u64 = 0;
   while (true) {
     e = atomic.load<u64>(entryAddr(t, level, rangeLo));
-    if ((e & P) == 0 || pteIsLeaf(e, level)) break;
+    if (level == want || (e & P) == 0 || pteIsLeaf(e, level)) break;
     t = <u32>ptePfn(e);
     level--;
   }

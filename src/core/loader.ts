@@ -24,7 +24,7 @@ export interface CoreExports {
   ptMap(root: number, vpn: number, npages: number, pfn: number, lo: number, hi: number, level: number): number;
   ptUnmap(root: number, vpn: number, npages: number, cap: number): number;
   ptProtect(root: number, vpn: number, npages: number, setLo: number, setHi: number, clrLo: number, clrHi: number): number;
-  ptepGet(root: number, vpn: number): number;
+  ptepGet(root: number, vpn: number, level: number): number;
   ptepSet(root: number, vpn: number, level: number, lo: number, hi: number): number;
   cpuWriteCr3(cpu: number, root: number, pcid: number, noflush: number): number;
   cpuSetCtrl(cpu: number, ctrl: number): number;

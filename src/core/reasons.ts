@@ -45,6 +45,7 @@ const WHY = new Map<number, Why>([
   [R.R_PFN_NOT_RAM, { arg: "pfn", text: () => "no frame of this machine's memory" }],
   [R.R_FLAGS, { arg: "flags", text: (f) => `unknown flag bits 0x${f.toString(16)}` }],
   [R.R_CTRL, { arg: "control", text: (f) => `unknown control bits 0x${f.toString(16)}` }],
+  [R.R_ROOT_IN_USE, { arg: "pgd", text: (c) => `CPU ${c} runs on it (write its CR3 first)` }],
 ]);
 
 /** coreError - the DmaError for a negative return @rc of core call @fn. */

@@ -37,11 +37,14 @@ export class Phys {
   readonly #core: Core;
   readonly #clock: Clock;
   readonly #trace: Trace;
+  /** Zone names and pfn ranges: fixed at boot. */
+  readonly #ranges: { name: ZoneName; startPfn: number; endPfn: number }[];
 
   constructor(core: Core, clock: Clock, trace: Trace) {
     this.#core = core;
     this.#clock = clock;
     this.#trace = trace;
+    this.#ranges = this.zones().map(({ name, startPfn, endPfn }) => ({ name, startPfn, endPfn }));
   }
 
   /** The zones, in physical order. */
@@ -65,13 +68,13 @@ export class Phys {
     return out;
   }
 
-  /** zoneOf - the zone holding @pfn, or null. */
-  zoneOf(pfn: number): ZoneInfo | null {
-    return this.zones().find((z) => pfn >= z.startPfn && pfn < z.endPfn) ?? null;
+  /** zoneOf - the name of the zone holding @pfn, or null. */
+  zoneOf(pfn: number): ZoneName | null {
+    return this.#ranges.find((z) => pfn >= z.startPfn && pfn < z.endPfn)?.name ?? null;
   }
 
   #zonelist(opts: AllocOptions): number {
-    const zones = this.zones();
+    const zones = this.#ranges.map((z, index) => ({ ...z, index }));
     let names: ZoneName[];
     if (opts.zone !== undefined) {
       if (!zones.some((z) => z.name === opts.zone)) {
@@ -107,7 +110,7 @@ export class Phys {
     }
     const flags = opts.compound ? H.ALLOC_COMPOUND : 0;
     const pfn = this.#core.check(this.#core.x.allocPages(this.#zonelist(opts), order, flags), "allocPages");
-    const zone = this.zoneOf(pfn)?.name ?? "?";
+    const zone = this.zoneOf(pfn) ?? "?";
     this.#trace.emit("phys.alloc", { pfn, order, zone }, this.#clock.now);
     this.#trace.count("phys.alloc");
     return pfn;

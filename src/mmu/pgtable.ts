@@ -158,13 +158,18 @@ export class PageTable {
     return changed;
   }
 
-  /** ptepGet - the entry that maps @va: the first leaf or empty entry the walk meets. */
-  ptepGet(va: Address): PtepResult {
+  /**
+   * ptepGet - the entry for @va at @level (1 = PTE ... 4/5 = root), or, without @level,
+   * the first leaf or empty entry the walk meets. A walk that meets a leaf or an empty
+   * entry above @level stops there: the result's level says where.
+   */
+  ptepGet(va: Address, level = 0): PtepResult {
+    if (!Number.isInteger(level) || level < 0) throw einval("level", `${level} is not a level`);
     const c = this.#core;
     const vpn = pageNumber(va, "va");
-    const level = c.check(c.x.ptepGet(this.pfn, vpn), "ptepGet");
+    const got = c.check(c.x.ptepGet(this.pfn, vpn, level), "ptepGet");
     const pte = (BigInt(c.reg32(H.REG_PTE_HI)) << 32n) | BigInt(c.reg32(H.REG_PTE_LO));
-    return { level, pte, info: decodePte(pte, level) };
+    return { level: got, pte, info: decodePte(pte, got) };
   }
 
   /**

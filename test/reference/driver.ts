@@ -1,0 +1,310 @@
+/**
+ * One interface over the core and the reference model, so a test (or a benchmark) runs the
+ * same operations on both and compares results: the conformance pattern of hono's
+ * runTest({newRouter}). Every result carries rc (>= 0, or -errno) and, on failure, the
+ * reason and its detail word.
+ */
+import * as F from "../../src/abi/frame.js";
+import * as H from "../../src/abi/header.js";
+import type { MachineConfig } from "../../src/config.js";
+import type { Core } from "../../src/core/core.js";
+import { bootCore } from "../../src/machine.js";
+import { RefMachine } from "./machine.js";
+
+export interface Result {
+  rc: number;
+  reason?: number;
+  arg?: number;
+  [more: string]: unknown;
+}
+
+export type Req = [vaLo: number, vaHi: number, acc: number];
+
+export interface MachineState {
+  zones: { nrFree: number; lists: number[][] }[];
+  frames: string[];
+  tables: Record<number, number[]>;
+  cpus: { cr3: number; pcid: number; ctrl: number; pkru: number; tick: number; live: number[]; tlb: string[] }[];
+  poolUsed: number;
+}
+
+export interface Driver {
+  allocPages(zonelist: number, order: number, flags: number): Result;
+  freePages(pfn: number, order: number): Result;
+  pgdAlloc(): Result;
+  pgdFree(root: number): Result;
+  ptMap(root: number, vpn: number, n: number, pfn: number, lo: number, hi: number, level: number): Result;
+  ptUnmap(root: number, vpn: number, n: number, cap: number): Result;
+  ptProtect(root: number, vpn: number, n: number, sLo: number, sHi: number, cLo: number, cHi: number): Result;
+  ptepGet(root: number, vpn: number, level: number): Result;
+  ptepSet(root: number, vpn: number, level: number, lo: number, hi: number): Result;
+  cpuWriteCr3(cpu: number, root: number, pcid: number, noflush: boolean): Result;
+  cpuSetCtrl(cpu: number, ctrl: number): Result;
+  cpuWrpkru(cpu: number, pkru: number): Result;
+  tlbFlushRange(cpu: number, vpn: number, n: number): Result;
+  tlbInvpcid(cpu: number, type: number, pcid: number, vpn: number): Result;
+  translate(cpu: number, reqs: Req[], flags: number): Result;
+  state(): MachineState;
+}
+
+/* ---------------- the core ---------------- */
+
+export class CoreDriver implements Driver {
+  readonly core: Core;
+  readonly cfg: MachineConfig;
+
+  constructor(core: Core, cfg: MachineConfig) {
+    this.core = core;
+    this.cfg = cfg;
+  }
+
+  static async create(cfg: MachineConfig): Promise<CoreDriver> {
+    return new CoreDriver((await bootCore(cfg)).core, cfg);
+  }
+
+  #r(rc: number, more: Record<string, unknown> = {}): Result {
+    if (rc < 0) return { rc, reason: this.core.x.coreReason(), arg: this.core.x.coreReasonArg() };
+    return { rc, ...more };
+  }
+
+  allocPages(zl: number, order: number, flags: number): Result {
+    return this.#r(this.core.x.allocPages(zl, order, flags));
+  }
+  freePages(pfn: number, order: number): Result {
+    return this.#r(this.core.x.freePages(pfn, order));
+  }
+  pgdAlloc(): Result {
+    return this.#r(this.core.x.pgdAlloc());
+  }
+  pgdFree(root: number): Result {
+    return this.#r(this.core.x.pgdFree(root));
+  }
+  ptMap(root: number, vpn: number, n: number, pfn: number, lo: number, hi: number, level: number): Result {
+    const rc = this.core.x.ptMap(root, vpn, n, pfn, lo, hi, level);
+    return this.#r(rc, rc >= 0 ? { tables: this.core.reg32(H.REG_TABLES) } : {});
+  }
+  ptUnmap(root: number, vpn: number, n: number, cap: number): Result {
+    const c = this.core;
+    const rc = c.x.ptUnmap(root, vpn, n, cap);
+    if (rc < 0) return this.#r(rc);
+    const records: number[][] = [];
+    for (let i = 0; i < (cap ? rc : 0); i++) {
+      const e = c.entry(i);
+      records.push([
+        c.u32[(e + H.LEAF_PTE) >>> 2]!, c.u32[(e + H.LEAF_PTE + 4) >>> 2]!,
+        c.f64[(e + H.LEAF_VPN) >>> 3]!, c.u32[(e + H.LEAF_LEVEL) >>> 2]!,
+      ]);
+    }
+    return this.#r(rc, {
+      records, resume: c.regF64(H.REG_RESUME), pages: c.regF64(H.REG_PAGES), tables: c.reg32(H.REG_TABLES),
+    });
+  }
+  ptProtect(root: number, vpn: number, n: number, sLo: number, sHi: number, cLo: number, cHi: number): Result {
+    const c = this.core;
+    const rc = c.x.ptProtect(root, vpn, n, sLo, sHi, cLo, cHi);
+    return this.#r(rc, rc >= 0 ? { pages: c.regF64(H.REG_PAGES), tables: c.reg32(H.REG_TABLES) } : {});
+  }
+  ptepGet(root: number, vpn: number, level: number): Result {
+    const c = this.core;
+    const rc = c.x.ptepGet(root, vpn, level);
+    return this.#r(rc, rc >= 0 ? { lo: c.reg32(H.REG_PTE_LO), hi: c.reg32(H.REG_PTE_HI) } : {});
+  }
+  ptepSet(root: number, vpn: number, level: number, lo: number, hi: number): Result {
+    return this.#r(this.core.x.ptepSet(root, vpn, level, lo, hi));
+  }
+  cpuWriteCr3(cpu: number, root: number, pcid: number, noflush: boolean): Result {
+    return this.#r(this.core.x.cpuWriteCr3(cpu, root, pcid, noflush ? 1 : 0));
+  }
+  cpuSetCtrl(cpu: number, ctrl: number): Result {
+    return this.#r(this.core.x.cpuSetCtrl(cpu, ctrl));
+  }
+  cpuWrpkru(cpu: number, pkru: number): Result {
+    return this.#r(this.core.x.cpuWrpkru(cpu, pkru));
+  }
+  tlbFlushRange(cpu: number, vpn: number, n: number): Result {
+    return this.#r(this.core.x.tlbFlushRange(cpu, vpn, n));
+  }
+  tlbInvpcid(cpu: number, type: number, pcid: number, vpn: number): Result {
+    return this.#r(this.core.x.tlbInvpcid(cpu, type, pcid, vpn));
+  }
+  translate(cpu: number, reqs: Req[], flags: number): Result {
+    const c = this.core;
+    reqs.forEach(([lo, hi, acc], i) => {
+      const e = c.entry(i) >>> 2;
+      c.u32[e] = lo;
+      c.u32[e + 1] = hi;
+      c.u32[e + H.TREQ_ACCESS / 4] = acc;
+    });
+    const rc = c.x.translateBatch(cpu, reqs.length, flags);
+    if (rc < 0) return this.#r(rc);
+    const out = reqs.map((_, i) => {
+      const e = c.entry(i);
+      const st = c.i32[(e + H.TREQ_STATUS) >>> 2]!;
+      const pa = st >= 0 && st < 0x10000 ? c.u32[(e + H.TREQ_PA + 4) >>> 2]! * 2 ** 32 + c.u32[(e + H.TREQ_PA) >>> 2]! : NaN;
+      return [st, pa];
+    });
+    const stats = {
+      hits: c.reg32(H.REG_HITS), misses: c.reg32(H.REG_MISSES), walks: c.reg32(H.REG_WALKS),
+      loads: c.reg32(H.REG_LOADS), faults: c.reg32(H.REG_FAULTS), spurious: c.reg32(H.REG_SPURIOUS),
+    };
+    return { rc, out, stats };
+  }
+
+  state(): MachineState {
+    const c = this.core;
+    const u32 = c.u32;
+    const frames = c.hdr(H.HDR_FRAMES_BASE);
+    const rec = (pfn: number, f: number) => u32[(frames + pfn * F.FRAME_SIZE + f) >>> 2]!;
+    const zones = [];
+    for (let z = 0; z < c.hdr(H.HDR_NR_ZONES); z++) {
+      const zb = c.hdr(H.HDR_ZONES_BASE) + z * H.ZONE_SIZE;
+      const lists: number[][] = [];
+      for (let o = 0; o < F.NR_ORDERS; o++) {
+        const list: number[] = [];
+        for (let p = u32[(zb + H.ZONE_FREE_HEAD + 4 * o) >>> 2]!; p !== F.PFN_NONE >>> 0; p = rec(p, F.FRAME_MAPPING)) {
+          list.push(p);
+        }
+        lists.push(list);
+      }
+      zones.push({ nrFree: u32[(zb + H.ZONE_NR_FREE) >>> 2]!, lists });
+    }
+    const frameList: string[] = [];
+    const tables: Record<number, number[]> = {};
+    for (let pfn = 0; pfn < this.cfg.nrFrames; pfn++) {
+      const flags = rec(pfn, F.FRAME_FLAGS);
+      const buddy = (flags & F.PG_buddy) !== 0;
+      const backing = rec(pfn, F.FRAME_BACKING);
+      frameList.push(frameString(pfn, flags, rec(pfn, F.FRAME_REFCOUNT) | 0, buddy ? 0 : rec(pfn, F.FRAME_MAPPING), buddy ? 0 : rec(pfn, F.FRAME_INDEX), backing !== 0));
+      if (flags & F.PG_pgtable) {
+        const base = c.hdr(H.HDR_POOL_BASE) + (backing - 1) * 4096;
+        tables[pfn] = Array.from(u32.subarray(base >>> 2, (base >>> 2) + 1024));
+      }
+    }
+    const cpus = [];
+    const sets = this.cfg.tlb.sets;
+    const ways = this.cfg.tlb.ways;
+    for (let i = 0; i < this.cfg.cpus; i++) {
+      const cb = (c.hdr(H.HDR_CPUS_BASE) + i * H.CPU_SIZE) >>> 2;
+      const tb = c.hdr(H.HDR_TLB_BASE) + i * c.hdr(H.HDR_TLB_STRIDE);
+      const tlb: string[] = [];
+      for (let e = 0; e < sets * ways; e++) {
+        const w = (tb + e * H.TLBE_SIZE) >>> 2;
+        const lo = u32[w]!;
+        if (!(lo & H.TLB_TAG_V)) continue;
+        const vpnS = u32[w + 1]! * 2 ** 16 + (lo >>> 16);
+        tlb.push(tlbString(e, vpnS, (lo >>> 14) & 3, (lo >>> 2) & 0xfff, (lo & 2) !== 0, u32[w + 2]!, u32[w + 3]!, u32[w + 5]! * 2 ** 32 + u32[w + 4]!));
+      }
+      const cr3 = u32[cb + H.CPU_CR3_PFN / 4]!;
+      cpus.push({
+        cr3: cr3 === F.PFN_NONE >>> 0 ? -1 : cr3, pcid: u32[cb + H.CPU_PCID / 4]!, ctrl: u32[cb + H.CPU_CTRL / 4]!,
+        pkru: u32[cb + H.CPU_PKRU / 4]!, tick: u32[cb + H.CPU_TICK / 4 + 1]! * 2 ** 32 + u32[cb + H.CPU_TICK / 4]!,
+        live: [0, 1, 2].map((s) => u32[cb + H.CPU_LIVE / 4 + s]!), tlb,
+      });
+    }
+    return { zones, frames: frameList, tables, cpus, poolUsed: c.hdr(H.HDR_POOL_USED) };
+  }
+}
+
+function frameString(pfn: number, flags: number, ref: number, mapping: number, index: number, backed: boolean): string {
+  return `${pfn}:${flags.toString(16)}:${ref}:${mapping}:${index}:${backed ? 1 : 0}`;
+}
+
+function tlbString(e: number, vpnS: number, size: number, pcid: number, g: boolean, dlo: number, dhi: number, stamp: number): string {
+  return `${e}:${vpnS}:${size}:${pcid}:${g ? 1 : 0}:${dlo.toString(16)}:${dhi.toString(16)}:${stamp}`;
+}
+
+/* ---------------- the reference ---------------- */
+
+export class RefDriver implements Driver {
+  readonly m: RefMachine;
+  readonly cfg: MachineConfig;
+
+  constructor(cfg: MachineConfig) {
+    this.cfg = cfg;
+    this.m = new RefMachine(cfg);
+  }
+
+  #r(fn: () => Result | number): Result {
+    const v = this.m.call(fn);
+    if (typeof v === "number") return v < 0 ? { rc: v, reason: this.m.reason, arg: this.m.arg } : { rc: v };
+    return v;
+  }
+
+  allocPages(zl: number, order: number, flags: number): Result {
+    return this.#r(() => this.m.phys.allocPages(zl, order, flags));
+  }
+  freePages(pfn: number, order: number): Result {
+    return this.#r(() => this.m.phys.freePages(pfn, order));
+  }
+  pgdAlloc(): Result {
+    return this.#r(() => this.m.pts.pgdAlloc());
+  }
+  pgdFree(root: number): Result {
+    return this.#r(() => (this.m.pts.pgdFree(root, this.m.mmu.cpus.map((c) => c.cr3)), 0));
+  }
+  ptMap(root: number, vpn: number, n: number, pfn: number, lo: number, hi: number, level: number): Result {
+    return this.#r(() => ({ rc: this.m.pts.ptMap(root, vpn, n, pfn, lo, hi, level), tables: this.m.pts.opTables }));
+  }
+  ptUnmap(root: number, vpn: number, n: number, cap: number): Result {
+    return this.#r(() => {
+      const r = this.m.pts.ptUnmap(root, vpn, n, cap, this.m.ringEntries);
+      return { rc: r.leaves, records: r.records.map((x) => [x.lo, x.hi, x.vpn, x.level]), resume: r.resume, pages: r.pages, tables: r.tables };
+    });
+  }
+  ptProtect(root: number, vpn: number, n: number, sLo: number, sHi: number, cLo: number, cHi: number): Result {
+    return this.#r(() => {
+      const r = this.m.pts.ptProtect(root, vpn, n, sLo, sHi, cLo, cHi);
+      return { rc: r.changed, pages: r.pages, tables: r.tables };
+    });
+  }
+  ptepGet(root: number, vpn: number, level: number): Result {
+    return this.#r(() => {
+      const r = this.m.pts.ptepGet(root, vpn, level);
+      return { rc: r.level, lo: r.lo, hi: r.hi };
+    });
+  }
+  ptepSet(root: number, vpn: number, level: number, lo: number, hi: number): Result {
+    return this.#r(() => (this.m.pts.ptepSet(root, vpn, level, lo, hi, this.m.ringEntries), 0));
+  }
+  cpuWriteCr3(cpu: number, root: number, pcid: number, noflush: boolean): Result {
+    return this.#r(() => (this.m.mmu.writeCr3(cpu, root, pcid, noflush), 0));
+  }
+  cpuSetCtrl(cpu: number, ctrl: number): Result {
+    return this.#r(() => (this.m.mmu.setCtrl(cpu, ctrl), 0));
+  }
+  cpuWrpkru(cpu: number, pkru: number): Result {
+    return this.#r(() => (this.m.mmu.cpuCheck(cpu).pkru = pkru >>> 0, 0));
+  }
+  tlbFlushRange(cpu: number, vpn: number, n: number): Result {
+    return this.#r(() => this.m.mmu.flushRange(cpu, vpn, n));
+  }
+  tlbInvpcid(cpu: number, type: number, pcid: number, vpn: number): Result {
+    return this.#r(() => this.m.mmu.invpcid(cpu, type, pcid, vpn));
+  }
+  translate(cpu: number, reqs: Req[], flags: number): Result {
+    return this.#r(() => {
+      const r = this.m.mmu.translateBatch(cpu, reqs, flags);
+      return { rc: reqs.length, out: r.out, stats: r.stats };
+    });
+  }
+
+  state(): MachineState {
+    const p = this.m.phys;
+    const zones = p.zones.map((z) => ({ nrFree: z.nrFree, lists: z.lists.map((l) => [...l].reverse()) }));
+    const frames: string[] = [];
+    for (let pfn = 0; pfn < p.nrFrames; pfn++) {
+      const buddy = (p.flags[pfn]! & F.PG_buddy) !== 0;
+      frames.push(frameString(pfn, p.flags[pfn]!, p.refcount[pfn]!, buddy ? 0 : p.mapping[pfn]!, buddy ? 0 : p.index[pfn]!, p.backed[pfn] === 1));
+    }
+    const tables: Record<number, number[]> = {};
+    for (const [pfn, t] of this.m.pts.tables) tables[pfn] = Array.from(t);
+    const cpus = this.m.mmu.cpus.map((c) => {
+      const tlb: string[] = [];
+      for (let e = 0; e < c.valid.length; e++) {
+        if (c.valid[e]) tlb.push(tlbString(e, c.vpnS[e]!, c.size[e]!, c.tpcid[e]!, c.global[e] === 1, c.dlo[e]!, c.dhi[e]!, c.stamp[e]!));
+      }
+      return { cr3: c.cr3, pcid: c.pcid, ctrl: c.ctrl, pkru: c.pkru, tick: c.tick, live: [...c.live], tlb };
+    });
+    return { zones, frames, tables, cpus, poolUsed: p.poolUsed };
+  }
+}
