@@ -6,12 +6,17 @@ import {
   HDR_ADDR, HDR_INIT_DONE, HDR_THREAD_MASK,
 } from "../src/abi/header";
 import { EINVAL, EBUSY } from "../src/abi/errno";
-import { R_NOT_INIT, R_NO_THREAD } from "../src/abi/reason";
+import { R_NOT_INIT, R_NO_THREAD, R_DETACHED } from "../src/abi/reason";
 import { fail } from "./errno";
 import { RINGS, RING_STRIDE, THREADS, layoutLoad } from "./layout";
 
 export let RING: usize = 0;
 export let THREAD: i32 = -1;
+
+/** ringCheck - 0, or -EINVAL when this instance has no ring to put results in. */
+export function ringCheck(): i32 {
+  return RING != 0 ? 0 : fail(EINVAL, R_DETACHED, 0);
+}
 
 /** coreAttach - claim a ring for this instance. Returns the thread index or -errno. */
 export function coreAttach(): i32 {

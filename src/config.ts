@@ -72,8 +72,9 @@ export const MachineOptionsSchema = v.strictObject({
   ringEntries: v.optional(int(64, 1 << 20), 4096),
   /** Bytes of page contents the machine may hold (page tables and written frames). */
   backing: v.optional(v.strictObject({ max: v.optional(size) }), {}),
-  seed: v.optional(v.pipe(v.number(), v.integer()), 1),
-  costs: v.optional(v.record(v.picklist(costNames), v.pipe(v.number(), v.minValue(0))), {}),
+  /** Seed of every random choice (32 bits: the generator takes no more). */
+  seed: v.optional(int(0, 0xffffffff), 1),
+  costs: v.optional(v.record(v.picklist(costNames), v.pipe(v.number(), v.finite(), v.minValue(0))), {}),
   trace: v.optional(
     v.union([
       v.boolean(),

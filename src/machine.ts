@@ -97,14 +97,30 @@ export class Machine {
     return new PageTable({ core: this.#core, clock: this.clock, costs: this.costs, trace: this.trace }, pfn);
   }
 
-  /** share - what attachMachine() needs in another thread. */
+  /**
+   * share - what attachMachine() needs in another thread. In a browser the page must be
+   * cross-origin isolated (COOP: same-origin, COEP: require-corp) for shared memory to
+   * cross to a Worker; EPERM says so instead of a DataCloneError later.
+   */
   share(): SharedMachine {
+    if ((globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === false) {
+      throw new DmaError(
+        "EPERM",
+        "share: this page is not cross-origin isolated, so its shared memory cannot reach a " +
+          "Worker; serve it with Cross-Origin-Opener-Policy: same-origin and " +
+          "Cross-Origin-Embedder-Policy: require-corp",
+      );
+    }
     return { module: this.#module, memory: this.#core.memory, config: this.config };
   }
 
-  /** detach - give this handle's ring back (a Worker that is done). */
+  /**
+   * detach - give this handle's ring back (a Worker that is done). Every later call
+   * through this handle fails with EBADF. A thread that ends without detaching keeps its
+   * ring until the machine is gone.
+   */
   detach(): void {
-    this.#core.x.coreDetach();
+    this.#core.detach();
   }
 
   /** toChromeTrace - the trace so far, as JSON that Perfetto and chrome://tracing open. */
@@ -167,7 +183,15 @@ export async function bootCore(
   wasm?: CoreSource,
 ): Promise<{ core: Core; module: WebAssembly.Module }> {
   const module = await compileCore(wasm);
-  const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true });
+  let memory: WebAssembly.Memory;
+  try {
+    // 4 GiB of address space is reserved (not committed): the pool grows into it.
+    memory = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true });
+  } catch (e) {
+    throw new DmaError("ENOMEM", `createMachine: cannot reserve a shared memory: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
   const core = new Core(await instantiateCore(module, memory), memory);
   writeHeader(core, config);
   core.check(core.x.coreLayout(), "createMachine");

@@ -8,7 +8,7 @@ import {
   CTRL_PCIDE, ACC_MASK, ACC_WRITE, XLATE_NOTLB, XLATE_NOSIDE, RING_ENTRY0, RENT_SIZE, TREQ_VA,
   TREQ_ACCESS, TREQ_STATUS, TREQ_PA, TLBE_DATA, TLBE_STAMP, REG_HITS, REG_MISSES, REG_WALKS,
   REG_LOADS, REG_FAULTS, REG_SPURIOUS, INVPCID_ADDR, INVPCID_SINGLE, INVPCID_ALL_GLOBAL,
-  INVPCID_ALL_NONGLOBAL, TLB_TAG_SIZE_SHIFT, TLBE_TAG, XLATE_HIT,
+  INVPCID_ALL_NONGLOBAL, TLB_TAG_SIZE_SHIFT, TLBE_TAG, XLATE_HIT, TLBE_SIZE,
 } from "../../src/abi/header";
 import { PFN_NONE } from "../../src/abi/frame";
 import { X86_TRAP_GP } from "../../src/abi/x86";
@@ -17,13 +17,13 @@ import {
   R_CPU, R_PCID, R_CTRL, R_COUNT, R_FLAGS, R_ROOT, R_INVPCID_TYPE, R_ACCESS,
 } from "../../src/abi/reason";
 import { fail } from "../errno";
-import { CPUS, NR_CPUS, VA_BITS, RING_ENTRIES } from "../layout";
-import { RING } from "../ring";
+import { CPUS, NR_CPUS, VA_BITS, RING_ENTRIES, TLB_SETS, TLB_WAYS } from "../layout";
+import { RING, ringCheck } from "../ring";
 import { D, G, FRAME_MASK } from "./pte";
 import { rootCheck, rangeCheck, rangeLo, rangeHi } from "./pgtable";
-import { walk, permCheck, walkPa, walkData, walkSize, walkLoads } from "./walk";
+import { walk, permCheck, walkData, walkSize, walkLoads } from "./walk";
 import {
-  tlbLookup, tlbFill, tlbDrop, tlbInvalidate, MATCH_ALL, MATCH_NONGLOBAL, MATCH_PCID_NONGLOBAL,
+  tlbBase, tlbLookup, tlbFill, tlbDrop, tlbInvalidate, MATCH_ALL, MATCH_NONGLOBAL, MATCH_PCID_NONGLOBAL,
   MATCH_PCID_OR_GLOBAL,
 } from "./tlb";
 
@@ -154,6 +154,8 @@ export function tlbInvpcid(cpu: u32, type: u32, pcid: u32, vpn: f64): i32 {
  * loads, faults and spurious faults.
  */
 export function translateBatch(cpu: u32, n: u32, flags: u32): i32 {
+  const rr = ringCheck();
+  if (rr < 0) return rr;
   if (cpu >= NR_CPUS) return fail(EINVAL, R_CPU, cpu);
   if (n > RING_ENTRIES) return fail(EINVAL, R_COUNT, n);
   if (flags & ~(XLATE_NOTLB | XLATE_NOSIDE)) return fail(EINVAL, R_FLAGS, flags);
@@ -174,6 +176,9 @@ export function translateBatch(cpu: u32, n: u32, flags: u32): i32 {
   let loads: u32 = 0;
   let faults: u32 = 0;
   let spurious: u32 = 0;
+  const base = tlbBase(cpu);
+  const setMask = <u64>(TLB_SETS - 1);
+  const setBytes = <usize>TLB_WAYS * TLBE_SIZE;
   let req = RING + RING_ENTRY0;
   for (let i: u32 = 0; i < n; i++, req += RENT_SIZE) {
     const va = load<u64>(req + TREQ_VA);
@@ -190,7 +195,7 @@ export function translateBatch(cpu: u32, n: u32, flags: u32): i32 {
     const lvpn = (va & vaMask) >> 12;
     let stale = false;
     if (useTlb) {
-      const e = tlbLookup(cpu, c, lvpn, pcid);
+      const e = tlbLookup(base, setMask, setBytes, c, lvpn, pcid);
       if (e != 0) {
         const data = load<u64>(e + TLBE_DATA);
         const denied = permCheck(data, acc, ctrl, pkru);
@@ -208,7 +213,7 @@ export function translateBatch(cpu: u32, n: u32, flags: u32): i32 {
       }
       misses++;
     }
-    const st = walk(root, va, acc, ctrl, pkru, side);
+    const st = walk(root, va, acc, ctrl, pkru, side, req + TREQ_PA);
     walks++;
     loads += walkLoads;
     if (st != 0) {
@@ -218,7 +223,6 @@ export function translateBatch(cpu: u32, n: u32, flags: u32): i32 {
     }
     store<i32>(req + TREQ_STATUS, <i32>walkSize);
     if (stale) spurious++;
-    store<u64>(req + TREQ_PA, walkPa);
     if (useTlb) {
       const global = (walkData & G) != 0 && (ctrl & CTRL_PGE) != 0;
       tlbFill(cpu, c, lvpn, pcid, walkSize, walkData, global, ++tick);

@@ -13,7 +13,7 @@ import {
   PTE_SOFTW1, PTE_SOFTW2, PTE_SOFTW3, PTE_BIT_SOFTW4, PTE_BIT_SOFTW5,
 } from "../../src/abi/x86";
 import { fail } from "../errno";
-import { RING } from "../ring";
+import { RING, ringCheck } from "../ring";
 import { REG_TABLES } from "../../src/abi/header";
 import { MAX_PFN, LEVELS } from "../layout";
 import {
@@ -107,6 +107,8 @@ function mapFill(t: u32, level: u32, base: u64, lo: u64, hi: u64): void {
 export function ptMap(
   root: f64, vpn: f64, npages: f64, pfn: f64, protLo: u32, protHi: u32, level: u32,
 ): i32 {
+  const rr = ringCheck();
+  if (rr < 0) return rr;
   const r = rootCheck(root);
   if (r < 0) return <i32>r;
   if (level < 1 || level > 3) return fail(EINVAL, R_PAGE_SIZE, level);
@@ -130,7 +132,7 @@ export function ptMap(
   if (ra < 0) return ra;
   opTablesReset();
   mapFill(<u32>r, LEVELS, 0, rangeLo, rangeHi);
-  assert(<i64>opTables == need); // pass 1 counted exactly what pass 2 made
+  assert(<i64>opTables == need, "ptMap: pass 2 made a different number of tables than pass 1 counted");
   store<u32>(RING + REG_TABLES, opTables);
   return 0;
 }

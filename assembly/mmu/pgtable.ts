@@ -52,9 +52,9 @@ export function opTablesReset(): void {
 /** tableNew - a zeroed page-table page at @level. Callers have checked tablesAvailable(). */
 export function tableNew(level: u32): u32 {
   const pfn = allocTablePage();
-  assert(pfn != <u32>PFN_NONE); // reserved by the caller's tablesAvailable() check
+  assert(pfn != <u32>PFN_NONE, "tableNew: no frame though tablesAvailable() said so");
   const slot = poolAlloc();
-  assert(slot != 0); // likewise
+  assert(slot != 0, "tableNew: no backing slot though tablesAvailable() said so");
   store<u32>(frame(pfn) + FRAME_BACKING, slot);
   atomic.store<i32>(frame(pfn) + FRAME_REFCOUNT, 1);
   frameSetFlags(pfn, PG_pgtable);
@@ -66,7 +66,7 @@ export function tableNew(level: u32): u32 {
 
 /** tableFree - give a page-table page (and its bytes) back. */
 export function tableFree(pfn: u32): void {
-  assert(tableCount(pfn) == 0); // only empty tables are freed
+  assert(tableCount(pfn) == 0, "tableFree: table still has entries");
   atomic.store<i32>(frame(pfn) + FRAME_REFCOUNT, 0);
   freeBlock(pfn, 0);
   opTables++;

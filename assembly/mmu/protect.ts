@@ -13,7 +13,7 @@ import {
 } from "../../src/abi/x86";
 import { fail } from "../errno";
 import { LEVELS, VA_BITS } from "../layout";
-import { RING } from "../ring";
+import { RING, ringCheck } from "../ring";
 import { P, RW, US, PWT, PCD, A, D, G, NX, PKEY_MASK, pteIsLeaf, ptePfn, levelPages, tableAddr } from "./pte";
 import {
   rangeLo, rangeHi, rangeCheck, rootCheck, tablesAvailable, opTables, opTablesReset,
@@ -68,6 +68,8 @@ function protectRange(t: u32, level: u32, base: u64, lo: u64, hi: u64): void {
 export function ptProtect(
   root: f64, vpn: f64, npages: f64, setLo: u32, setHi: u32, clrLo: u32, clrHi: u32,
 ): i32 {
+  const rr = ringCheck();
+  if (rr < 0) return rr;
   const r = rootCheck(root);
   if (r < 0) return <i32>r;
   const rc = rangeCheck(vpn, npages, 1);

@@ -11,7 +11,7 @@ import { REG_PTE_LO, REG_PTE_HI, REG_LEVEL } from "../../src/abi/header";
 import { R_LEVEL, R_NOT_MAPPED, R_TABLE_ENTRY } from "../../src/abi/reason";
 import { fail } from "../errno";
 import { LEVELS } from "../layout";
-import { RING } from "../ring";
+import { RING, ringCheck } from "../ring";
 import { P, PS, FRAME_MASK, pteIsLeaf, ptePfn, entryAddr, levelPages } from "./pte";
 import { rangeLo, rangeVpnHigh, rangeCheck, rootCheck, tableCountAdd } from "./pgtable";
 import { ptUnmap } from "./unmap";
@@ -23,6 +23,8 @@ import { ptUnmap } from "./unmap";
  * -EINVAL.
  */
 export function ptepGet(root: f64, vpn: f64, want: u32): i32 {
+  const rr = ringCheck();
+  if (rr < 0) return rr;
   const r = rootCheck(root);
   if (r < 0) return <i32>r;
   if (want > LEVELS) return fail(EINVAL, R_LEVEL, want);

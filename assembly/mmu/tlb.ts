@@ -47,15 +47,26 @@ export const MATCH_NONGLOBAL: u32 = 3; // INVPCID 3
   return c + CPU_LIVE + (<usize>size << 2);
 }
 
-/** tlbLookup - the entry translating page @lvpn for @pcid, or 0 on a miss. */
+/** This CPU's TLB geometry, hoisted out of a batch's loop. */
 // @ts-ignore: decorator
-@inline export function tlbLookup(cpu: u32, c: usize, lvpn: u64, pcid: u32): usize {
+@inline export function tlbBase(cpu: u32): usize {
+  return TLBS + <usize>cpu * TLB_STRIDE;
+}
+
+/**
+ * tlbLookup - the entry translating page @lvpn for @pcid, or 0 on a miss.
+ * @base: tlbBase(cpu); @setMask: sets - 1; @setBytes: ways * TLBE_SIZE.
+ */
+// @ts-ignore: decorator
+@inline export function tlbLookup(
+  base: usize, setMask: u64, setBytes: usize, c: usize, lvpn: u64, pcid: u32,
+): usize {
   for (let size: u32 = 0; size < 3; size++) {
     if (load<u32>(liveAddr(c, size)) == 0) continue;
-    const vpnS = lvpn >> (9 * size);
+    const vpnS = lvpn >> (<u64>size * 9);
     const want = tlbTag(vpnS, size, pcid);
-    let e = tlbSetAddr(cpu, size, vpnS);
-    const end = e + <usize>TLB_WAYS * TLBE_SIZE;
+    let e = base + <usize>(vpnS & setMask) * setBytes;
+    const end = e + setBytes;
     for (; e < end; e += TLBE_SIZE) {
       const tag = load<u64>(e + TLBE_TAG);
       const x = tag ^ want;

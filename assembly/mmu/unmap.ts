@@ -16,7 +16,7 @@ import { EINVAL } from "../../src/abi/errno";
 import { R_COUNT } from "../../src/abi/reason";
 import { fail } from "../errno";
 import { LEVELS, VA_BITS, RING_ENTRIES } from "../layout";
-import { RING } from "../ring";
+import { RING, ringCheck } from "../ring";
 import { pteIsLeaf, ptePfn, levelPages, tableAddr } from "./pte";
 import {
   rangeLo, rangeHi, rangeVpnHigh, rangeCheck, rootCheck, tableCount, tableCountAdd, tableFree,
@@ -78,6 +78,8 @@ function unmapRange(t: u32, level: u32, base: u64, lo: u64, hi: u64): void {
  * nothing changes on failure. REG_PAGES: pages cleared; REG_TABLES: tables made and freed.
  */
 export function ptUnmap(root: f64, vpn: f64, npages: f64, capacity: u32): i32 {
+  const rr = ringCheck();
+  if (rr < 0) return rr;
   const r = rootCheck(root);
   if (r < 0) return <i32>r;
   const rc = rangeCheck(vpn, npages, 1);

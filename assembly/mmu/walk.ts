@@ -1,7 +1,7 @@
 /**
  * The page walk (SDM vol. 3 §4.5) and the permission check (§4.6).
  *
- * - Each level's entry is read once. Not present: #PF with P=0. A reserved bit (above
+ * - Each level's entry is read once (and again after a lost compare-and-swap). Not present: #PF with P=0. A reserved bit (above
  *   MAXPHYADDR, NX without EFER.NXE, PS at PML4/PML5, low frame bits of a large leaf):
  *   #PF with P and RSVD.
  * - RW and US are ANDed over the levels, NX is ORed.
@@ -15,14 +15,14 @@ import { PF_P, PF_W, PF_U, PF_I, PF_RSVD, PF_PK, X86_TRAP_PF, PTE_BIT_PKEY } fro
 import {
   CTRL_WP, CTRL_SMEP, CTRL_SMAP, CTRL_PKE, CTRL_NXE, ACC_WRITE, ACC_USER, ACC_FETCH, ACC_AC,
 } from "../../src/abi/header";
-import { LEVELS, VA_BITS, PHYS_BITS } from "../layout";
+import { LEVELS, VA_BITS, PHYS_BITS, FRAMES, POOL } from "../layout";
+import { FRAME_SIZE, FRAME_BACKING } from "../../src/abi/frame";
 import {
   P, RW, US, PWT, PCD, A, D, PS, G, PAT4K, PATL, NX, PKEY_MASK, FRAME_MASK, RSVD_2M, RSVD_1G,
-  ptePfn, entryAddr,
+  ptePfn,
 } from "./pte";
 
-/* Results of the last walk. */
-export let walkPa: u64 = 0;
+/* Results of the last walk (the physical address goes straight to the caller's @out). */
 /** The effective leaf, as a TLB entry keeps it (frame aligned to the page size, PAT at bit 7). */
 export let walkData: u64 = 0;
 /** Page-size code of the leaf: 0 = 4 KiB, 1 = 2 MiB, 2 = 1 GiB. */
@@ -74,65 +74,141 @@ export let walkLoads: u32 = 0;
   return above | (ctrl & CTRL_NXE ? 0 : NX);
 }
 
+/** Set A in a non-leaf entry on the way down; false if the entry changed under the walk. */
+// @ts-ignore: decorator
+@inline function accessed(ea: usize, e: u64, side: bool): bool {
+  if (e & A) return true; // the common case: one test
+  return !side || atomic.cmpxchg<u64>(ea, e, e | A) == e;
+}
+
+/** Address of the entry for page @lvpn at @shift (9 x (level - 1)) in table @t. */
+// @ts-ignore: decorator
+@inline function entryAt(frames: usize, pool: usize, t: u32, lvpn: u64, shift: u64): usize {
+  const slot = load<u32>(frames + <usize>t * FRAME_SIZE + FRAME_BACKING);
+  return pool + (<usize>slot << 12) + ((<usize>(lvpn >> shift) & 511) << 3);
+}
+
 /**
  * walk - translate @va for access @acc on a CPU with control bits @ctrl and PKRU @pkru.
- * Returns 0 (walkPa, walkData, walkSize set) or a #PF status (vector << 16 | error code).
+ * Returns 0 (the physical address stored at @out; walkData and walkSize set) or a #PF
+ * status (vector << 16 | error code); walkLoads is set either way.
+ *
+ * One straight-line step per level (PML5, PML4, PDPT, PD, PT), as gem5's walker keeps one
+ * state per level: no level-indexed branches, and the reserved-bit masks are built once.
  */
-export function walk(root: u32, va: u64, acc: u32, ctrl: u32, pkru: u32, side: bool): i32 {
+export function walk(root: u32, va: u64, acc: u32, ctrl: u32, pkru: u32, side: bool, out: usize): i32 {
   const lvpn = (va & ((<u64>1 << VA_BITS) - 1)) >> 12;
+  // Masks derive from `common` where they are used: fewer live values, fewer spills.
   const common = rsvdCommon(ctrl);
-  const accBits = acc & (PF_W | PF_U | PF_I);
-  walkLoads = 0;
+  const notPresent = pfFault(acc & (PF_W | PF_U | PF_I));
+  // Layout globals in locals: V8 re-reads a mutable global at every use.
+  const frames = FRAMES;
+  const pool = POOL - 4096; // slot numbers start at 1
+  const five = LEVELS == 5;
+  // Entries read: each exit knows how many this attempt read (l5 + its depth); `done`
+  // keeps those of attempts restarted after a lost compare-and-swap.
+  const l5: u32 = five ? 1 : 0;
+  let done: u32 = 0;
   while (true) {
     let t = root;
-    let level = LEVELS;
     let rights: u64 = RW | US;
     let nx: u64 = 0;
-    let ea: usize = 0;
-    let e: u64 = 0;
-    let restart = false;
-    while (true) {
-      ea = entryAddr(t, level, lvpn);
+    let ea: usize;
+    let e: u64;
+    let level: u32;
+    if (five) {
+      ea = entryAt(frames, pool, t, lvpn, 36);
       e = atomic.load<u64>(ea);
-      walkLoads++;
-      if ((e & P) == 0) return pfFault(accBits);
-      const leaf = level == 1 || (level <= 3 && (e & PS) != 0);
-      let rsvd = common;
-      if (level >= 4) rsvd |= PS;
-      else if (leaf && level == 2) rsvd |= RSVD_2M;
-      else if (leaf && level == 3) rsvd |= RSVD_1G;
-      if (e & rsvd) return pfFault(accBits | PF_P | PF_RSVD);
+      if ((e & P) == 0) return walkEnd(notPresent, done + 1);
+      if (e & (common | PS)) return walkEnd(notPresent | PF_P | PF_RSVD, done + 1);
+      if (!accessed(ea, e, side)) {
+        done += 1;
+        continue;
+      }
       rights &= e;
       nx |= e & NX;
-      if (leaf) break;
-      if (side && (e & A) == 0 && atomic.cmpxchg<u64>(ea, e, e | A) != e) {
-        restart = true;
-        break;
-      }
       t = <u32>ptePfn(e);
-      level--;
     }
-    if (restart) continue;
+    ea = entryAt(frames, pool, t, lvpn, 27);
+    e = atomic.load<u64>(ea);
+    if ((e & P) == 0) return walkEnd(notPresent, done + l5 + 1);
+    if (e & (common | PS)) return walkEnd(notPresent | PF_P | PF_RSVD, done + l5 + 1);
+    if (!accessed(ea, e, side)) {
+      done += l5 + 1;
+      continue;
+    }
+    rights &= e;
+    nx |= e & NX;
+    t = <u32>ptePfn(e);
+    ea = entryAt(frames, pool, t, lvpn, 18);
+    e = atomic.load<u64>(ea);
+    if ((e & P) == 0) return walkEnd(notPresent, done + l5 + 2);
+    if (e & PS) {
+      if (e & (common | RSVD_1G)) return walkEnd(notPresent | PF_P | PF_RSVD, done + l5 + 2);
+      level = 3;
+    } else {
+      if (e & common) return walkEnd(notPresent | PF_P | PF_RSVD, done + l5 + 2);
+      if (!accessed(ea, e, side)) {
+        done += l5 + 2;
+        continue;
+      }
+      rights &= e;
+      nx |= e & NX;
+      t = <u32>ptePfn(e);
+      ea = entryAt(frames, pool, t, lvpn, 9);
+      e = atomic.load<u64>(ea);
+      if ((e & P) == 0) return walkEnd(notPresent, done + l5 + 3);
+      if (e & PS) {
+        if (e & (common | RSVD_2M)) return walkEnd(notPresent | PF_P | PF_RSVD, done + l5 + 3);
+        level = 2;
+      } else {
+        if (e & common) return walkEnd(notPresent | PF_P | PF_RSVD, done + l5 + 3);
+        if (!accessed(ea, e, side)) {
+          done += l5 + 3;
+          continue;
+        }
+        rights &= e;
+        nx |= e & NX;
+        t = <u32>ptePfn(e);
+        ea = entryAt(frames, pool, t, lvpn, 0);
+        e = atomic.load<u64>(ea);
+        if ((e & P) == 0) return walkEnd(notPresent, done + l5 + 4);
+        if (e & common) return walkEnd(notPresent | PF_P | PF_RSVD, done + l5 + 4);
+        level = 1;
+      }
+    }
+    // The leaf.
+    rights &= e;
+    nx |= e & NX;
     const size = level - 1;
     const sizeMask: u64 = (<u64>1 << (12 + 9 * size)) - 1;
     const frameBase = e & FRAME_MASK & ~sizeMask;
     const pat = level == 1 ? e & PAT4K : e & PATL ? PAT4K : 0;
     let data =
       frameBase | P | rights | (e & (PWT | PCD | D | G)) | pat | nx | (e & PKEY_MASK);
+    // Entries this attempt read: l5 + 2 for a 1 GiB leaf, + 3 for 2 MiB, + 4 for 4 KiB.
+    const loads = done + l5 + 5 - level;
     const denied = permCheck(data, acc, ctrl, pkru);
-    if (denied) return pfFault(denied);
+    if (denied) return walkEnd(pfFault(denied), loads);
     if (side) {
       const want = A | (acc & ACC_WRITE ? D : 0);
       if ((e & want) != want) {
-        if (atomic.cmpxchg<u64>(ea, e, e | want) != e) continue;
+        if (atomic.cmpxchg<u64>(ea, e, e | want) != e) {
+          done = loads;
+          continue;
+        }
         data |= want & D;
       }
     }
-    walkPa = frameBase | (va & sizeMask);
+    store<u64>(out, frameBase | (va & sizeMask));
     walkData = data;
     walkSize = size;
-    return 0;
+    return walkEnd(0, loads);
   }
 }
 
-
+// @ts-ignore: decorator
+@inline function walkEnd(status: i32, loads: u32): i32 {
+  walkLoads = loads;
+  return status;
+}

@@ -148,7 +148,7 @@ export function allocPagesZonelist(zonelist: u32, order: u32, flags: u32): i64 {
     pfn = rmqueue(zone(zl & 0xf), order);
   }
   spinUnlock(HDR_ADDR + HDR_PHYS_LOCK);
-  if (pfn == NONE) return fail(ENOMEM, R_NO_FRAMES, order);
+  if (pfn == NONE) return fail(ENOMEM, R_NO_FRAMES, <u32>1 << order);
   prepNewPage(pfn, order, flags);
   return pfn;
 }
@@ -161,7 +161,7 @@ export function freeBlock(pfn: u32, order: u32): void {
     frameClear(pfn + i);
   }
   const zi = pfnToZone(pfn);
-  assert(zi >= 0); // callers pass frames of a zone
+  assert(zi >= 0, "freeBlock: frame outside every zone");
   const z = zone(zi);
   const zs = load<u32>(z + ZONE_START);
   const ze = load<u32>(z + ZONE_END);

@@ -33,6 +33,7 @@ export function pageNumber(a: Address, arg: string): number {
 export function pageCount(size: Address, arg: string): number {
   const bytes = typeof size === "bigint" ? size : BigInt(Number.isSafeInteger(size) ? size : -1);
   if (bytes <= 0n) throw einval(arg, `${size} is not a positive size`);
+  if (bytes >= TWO64) throw einval(arg, `${size} is larger than a 64-bit address space`);
   if (bytes % 4096n !== 0n) throw einval(arg, `${size} is not a multiple of 4 KiB`);
   return Number(bytes / 4096n);
 }

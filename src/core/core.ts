@@ -5,11 +5,13 @@
  */
 import * as H from "../abi/header.js";
 import type { CoreExports } from "./loader.js";
+import { DmaError } from "../errors.js";
 import { coreError } from "./reasons.js";
 
 export class Core {
-  readonly x: CoreExports;
+  readonly #x: CoreExports;
   readonly memory: WebAssembly.Memory;
+  #detached = false;
   /** This instance's ring index (its thread slot). */
   thread = -1;
   /** Byte address of this thread's ring. */
@@ -21,8 +23,23 @@ export class Core {
   #f64!: Float64Array;
 
   constructor(x: CoreExports, memory: WebAssembly.Memory) {
-    this.x = x;
+    this.#x = x;
     this.memory = memory;
+  }
+
+  /** The core's exports; EBADF once this handle has detached. */
+  get x(): CoreExports {
+    if (this.#detached) throw new DmaError("EBADF", "this machine handle is detached", { arg: "machine" });
+    return this.#x;
+  }
+
+  /** detach - give the ring back; every later call through this handle fails. */
+  detach(): void {
+    if (this.#detached) return;
+    this.#x.coreDetach();
+    this.#detached = true;
+    this.thread = -1;
+    this.ring = 0;
   }
 
   #views(): void {
@@ -83,8 +100,9 @@ export class Core {
     return this.f64[(this.ring + off) >>> 3]!;
   }
 
-  /** Byte address of ring entry @i. */
+  /** Byte address of ring entry @i; EBADF once detached (the ring is someone else's). */
   entry(i: number): number {
+    if (this.#detached) throw new DmaError("EBADF", "this machine handle is detached", { arg: "machine" });
     return this.ring + H.RING_ENTRY0 + i * H.RENT_SIZE;
   }
 }

@@ -58,17 +58,33 @@ export function compileCore(source?: CoreSource): Promise<WebAssembly.Module> {
   if (source instanceof ArrayBuffer || source instanceof Uint8Array) {
     return WebAssembly.compile(source as BufferSource);
   }
-  if (source !== undefined) return compileUrl(new URL(source, CORE_URL));
+  // A relative string names a file next to the page (a browser) or the package build (Node).
+  const base = typeof location === "undefined" ? CORE_URL : new URL(location.href);
+  if (source !== undefined) return compileUrl(new URL(source, base));
   cached ??= compileUrl(CORE_URL);
   return cached;
 }
 
 async function compileUrl(url: URL): Promise<WebAssembly.Module> {
-  if (url.protocol === "file:") {
-    const { readWasmFile } = await import("../platform/node.js");
-    return WebAssembly.compile((await readWasmFile(url)) as BufferSource);
+  try {
+    if (url.protocol === "file:") {
+      const { readWasmFile } = await import("../platform/node.js");
+      return await WebAssembly.compile((await readWasmFile(url)) as BufferSource);
+    }
+    const res = await fetch(url);
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    // compileStreaming needs Content-Type application/wasm; a server that sends another
+    // type still serves the right bytes.
+    if (res.headers.get("content-type")?.startsWith("application/wasm")) {
+      return await WebAssembly.compileStreaming(res);
+    }
+    return await WebAssembly.compile(await res.arrayBuffer());
+  } catch (e) {
+    throw new DmaError("ENOENT", `cannot load the core from ${url.href}: ${(e as Error).message}`, {
+      arg: "wasm",
+      cause: e,
+    });
   }
-  return WebAssembly.compileStreaming(fetch(url));
 }
 
 /** Decode an AssemblyScript string (UTF-16, byte length in the word before it). */

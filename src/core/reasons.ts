@@ -23,7 +23,7 @@ const WHY = new Map<number, Why>([
   [R.R_PROT_BITS, { arg: "prot", text: () => "carries bits this call may not set" }],
   [R.R_PAGE_SIZE, { arg: "pageSize", text: () => "must be 4K, 2M or 1G" }],
   [R.R_MAPPED, { arg: "va", text: () => "part of the range is already mapped" }],
-  [R.R_NO_FRAMES, { arg: "memory", text: (n) => `not enough free frames (${n} needed)` }],
+  [R.R_NO_FRAMES, { arg: "memory", text: (n) => `not enough free frames (${n} contiguous or in all needed)` }],
   [R.R_NO_POOL, { arg: "backing", text: (n) => `backing pool exhausted (${n} slots needed)` }],
   [R.R_ROOT, { arg: "pgd", text: () => "not a root page table of this machine" }],
   [R.R_ORDER, { arg: "order", text: (o) => `out of range or not the allocation's order (${o})` }],
@@ -45,6 +45,7 @@ const WHY = new Map<number, Why>([
   [R.R_PFN_NOT_RAM, { arg: "pfn", text: () => "no frame of this machine's memory" }],
   [R.R_FLAGS, { arg: "flags", text: (f) => `unknown flag bits 0x${f.toString(16)}` }],
   [R.R_CTRL, { arg: "control", text: (f) => `unknown control bits 0x${f.toString(16)}` }],
+  [R.R_DETACHED, { arg: "machine", text: () => "this handle is detached (no ring)" }],
   [R.R_ROOT_IN_USE, { arg: "pgd", text: (c) => `CPU ${c} runs on it (write its CR3 first)` }],
 ]);
 

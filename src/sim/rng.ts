@@ -6,6 +6,7 @@
 import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
 import { uniformInt } from "pure-rand/distribution/uniformInt";
 import { uniformFloat64 } from "pure-rand/distribution/uniformFloat64";
+import { einval } from "../errors.js";
 
 export class Rng {
   readonly seed: number;
@@ -18,6 +19,9 @@ export class Rng {
 
   /** An integer in [from, to], both included. */
   int(from: number, to: number): number {
+    if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to) || from > to) {
+      throw einval("from", `[${from}, ${to}] is not a range of integers`);
+    }
     return uniformInt(this.#g, from, to);
   }
 
@@ -28,6 +32,6 @@ export class Rng {
 
   /** An independent generator for a sub-system, derived from this one. */
   fork(): Rng {
-    return new Rng(this.int(-0x80000000, 0x7fffffff));
+    return new Rng(this.int(0, 0xffffffff));
   }
 }

@@ -47,11 +47,12 @@ export function toChromeTrace(trace: Trace, otherData: Record<string, unknown> =
     out.push(ev);
     end = Math.max(end, e.ts + (e.dur ?? 0));
   }
+  const meta: ChromeTraceEvent[] = [{ name: "process_name", ph: "M", ts: 0, pid: 1, tid: 0, args: { name: "dmalab" } }];
   for (const tid of [...tids].sort((a, b) => a - b)) {
     const name = tid === MACHINE_TID ? "machine" : `cpu ${tid}`;
-    out.unshift({ name: "thread_name", ph: "M", ts: 0, pid: 1, tid, args: { name } });
+    meta.push({ name: "thread_name", ph: "M", ts: 0, pid: 1, tid, args: { name } });
   }
-  out.unshift({ name: "process_name", ph: "M", ts: 0, pid: 1, tid: 0, args: { name: "dmalab" } });
+  out.unshift(...meta);
   for (const [name, value] of trace.counters) {
     out.push({ name, ph: "C", ts: end / 1000, pid: 1, tid: MACHINE_TID, args: { value } });
   }

@@ -119,7 +119,7 @@ export class RefPhys {
     for (let zl = zonelist; (zl & 0xf) !== F.ZONELIST_END && pfn < 0; zl >>>= 4) {
       pfn = this.#rmqueue(this.zones[zl & 0xf]!, order);
     }
-    if (pfn < 0) fail(E.ENOMEM, R.R_NO_FRAMES, order);
+    if (pfn < 0) fail(E.ENOMEM, R.R_NO_FRAMES, 2 ** order);
     if (flags & 1 && order > 0) {
       this.flags[pfn] = F.PG_head | (order << F.FLAGS_ORDER_SHIFT);
       for (let i = 1; i < 2 ** order; i++) {

@@ -73,6 +73,11 @@ export interface WalkResult {
   loads: number;
 }
 
+/* (A closure in the walk would cost a defineProperty per call under esbuild's keepNames.) */
+function faulted(code: number, loads: number): WalkResult {
+  return { status: (X.X86_TRAP_PF << 16) | code, pa: 0, dlo: 0, dhi: 0, size: 0, loads };
+}
+
 export class RefMmu {
   readonly pts: RefPageTables;
   readonly cpus: RefCpu[];
@@ -113,14 +118,13 @@ export class RefMmu {
       const lo = tab[k]!;
       const hi = tab[k + 1]!;
       loads++;
-      const fault = (code: number): WalkResult => ({ status: (X.X86_TRAP_PF << 16) | code, pa: 0, dlo: 0, dhi: 0, size: 0, loads });
-      if (!(lo & P)) return fault(accBits);
+      if (!(lo & P)) return faulted(accBits, loads);
       const leaf = isLeaf(lo, level);
       let rsvd = pfnOf(lo, hi) >= maxPfn || (!(ctrl & H.CTRL_NXE) && (hi & NX_HI) !== 0);
       if (level >= 4) rsvd ||= (lo & PS) !== 0;
       else if (leaf && level === 2) rsvd ||= (lo & 0x1fe000) !== 0;
       else if (leaf && level === 3) rsvd ||= (lo & 0x3fffe000) !== 0;
-      if (rsvd) return fault(accBits | X.PF_P | X.PF_RSVD);
+      if (rsvd) return faulted(accBits | X.PF_P | X.PF_RSVD, loads);
       rights &= lo;
       nx |= hi & NX_HI;
       if (leaf) break;
@@ -137,7 +141,7 @@ export class RefMmu {
     let dlo = ((framePfn % 2 ** 20) * 4096 + (P | rights | (lo & (X.PTE_PWT | X.PTE_PCD | D | G)) | pat)) >>> 0;
     const dhi = (Math.floor(framePfn / 2 ** 20) | nx | (hi & PKEY_HI)) >>> 0;
     const denied = permCheck(dlo, dhi, acc, ctrl, pkru);
-    if (denied) return { status: (X.X86_TRAP_PF << 16) | denied, pa: 0, dlo: 0, dhi: 0, size: 0, loads };
+    if (denied) return faulted(denied, loads);
     if (side) {
       const want = A | (acc & H.ACC_WRITE ? D : 0);
       if ((lo & want) !== want) {

@@ -26,8 +26,12 @@ export function pfnOf(lo: number, hi: number): number {
   return (hi & FRAME_HI) * 2 ** 20 + (lo >>> 12);
 }
 
+const SPANS = [0, 1, 512, 2 ** 18, 2 ** 27, 2 ** 36];
+
 /** Pages covered by one entry at @level. */
-export const span = (level: number): number => 2 ** (9 * (level - 1));
+export function span(level: number): number {
+  return SPANS[level]!;
+}
 
 export const isLeaf = (lo: number, level: number): boolean => level === 1 || (level <= 3 && (lo & PS) !== 0);
 
