@@ -13,13 +13,19 @@ import { zonesInit, allocPagesZonelist, freePagesChecked, nrFreePages as nrFree 
 import { frameBytesAddr, poolAvailable as poolAvail } from "./phys/pool";
 import { pfnToZone } from "./phys/frame";
 import { cpusInit } from "./mmu/cpu";
+import { swapInit } from "./mm/swap";
 import { pgdAlloc as pgdAllocCore } from "./mmu/pgtable";
 
 export { coreLayout } from "./layout";
 export { coreAttach, coreDetach } from "./ring";
 export { pgdFree } from "./mmu/pgtable";
 export { ptMap } from "./mmu/map";
-export { ptUnmap } from "./mmu/unmap";
+export { ptUnmap, zapRange } from "./mmu/unmap";
+export { copyPageRange } from "./mm/copy";
+export {
+  folioRef, pageMapcount, folioEntireMapcount, folioPincount, pageFlags, pageSetMapping,
+  copyHighpage, splitHugePmd,
+} from "./mm/exports";
 export { ptProtect } from "./mmu/protect";
 export { ptepGet, ptepSet } from "./mmu/ptep";
 export {
@@ -36,6 +42,7 @@ export function coreInit(): i32 {
   if (atomic.load<u32>(HDR_ADDR + HDR_INIT_DONE) != 0) return fail(EINVAL, R_CONFIG, HDR_INIT_DONE);
   zonesInit();
   cpusInit();
+  swapInit();
   atomic.store<u32>(HDR_ADDR + HDR_INIT_DONE, 1);
   return 0;
 }

@@ -13,7 +13,7 @@ import {
   ZCFG_PAGES, ZCFG_KIND, HDR_FRAMES_BASE, HDR_ZONES_BASE, HDR_CPUS_BASE, HDR_TLB_BASE,
   HDR_RINGS_BASE, HDR_POOL_BASE, HDR_TLB_STRIDE, HDR_RING_STRIDE, HDR_MEM_PAGES,
   HDR_MEM_PAGES_MAX, MAX_THREADS, MAX_CPUS, ZONE_SIZE, CPU_SIZE, TLBE_SIZE, RING_ENTRY0,
-  RENT_SIZE,
+  RENT_SIZE, HDR_SWAP_SLOTS, HDR_SWAP_BASE, SWPE_SIZE,
 } from "../src/abi/header";
 import { FRAME_SIZE, MAX_ZONES, ZONE_DEVICE } from "../src/abi/frame";
 import { EINVAL } from "../src/abi/errno";
@@ -26,6 +26,7 @@ export let CPUS: usize = 0;
 export let TLBS: usize = 0;
 export let RINGS: usize = 0;
 export let POOL: usize = 0;
+export let SWAP: usize = 0;
 export let NR_FRAMES: u32 = 0;
 export let NR_ZONES: u32 = 0;
 export let NR_CPUS: u32 = 0;
@@ -39,6 +40,7 @@ export let THREADS: u32 = 0;
 export let PHYS_BITS: u32 = 46;
 export let POOL_MAX_SLOTS: u32 = 0;
 export let POOL_GROW_SLOTS: u32 = 0;
+export let SWAP_SLOTS: u32 = 0;
 /** Bits of a linear address the paging mode translates: 48 or 57. */
 export let VA_BITS: u32 = 48;
 /** Frames addressable by a page-table entry: 1 << (PHYS_BITS - 12). */
@@ -116,7 +118,11 @@ export function coreLayout(): i32 {
   at = alignUp(at + <u64>nrCpus * tlbStride, 64);
   const ringStride = alignUp(<u64>RING_ENTRY0 + <u64>ringEntries * RENT_SIZE, 64);
   const rings = at;
-  at = alignUp(at + <u64>threads * ringStride, 4096);
+  at = alignUp(at + <u64>threads * ringStride, 64);
+  const swapSlots = <u64>hdr(HDR_SWAP_SLOTS);
+  if (swapSlots > <u64>1 << 28) return bad(HDR_SWAP_SLOTS);
+  const swap = at;
+  at = alignUp(at + swapSlots * SWPE_SIZE, 4096);
   const pool = at;
   const limit: u64 = <u64>1 << 32;
   if (pool >= limit) return bad(HDR_NR_FRAMES);
@@ -132,6 +138,7 @@ export function coreLayout(): i32 {
   hdrSet(HDR_TLB_BASE, <u32>tlbs);
   hdrSet(HDR_RINGS_BASE, <u32>rings);
   hdrSet(HDR_POOL_BASE, <u32>pool);
+  hdrSet(HDR_SWAP_BASE, <u32>swap);
   hdrSet(HDR_TLB_STRIDE, <u32>tlbStride);
   hdrSet(HDR_RING_STRIDE, <u32>ringStride);
   hdrSet(HDR_MEM_PAGES, <u32>(alignUp(pool, 65536) >> 16));
@@ -160,6 +167,8 @@ export function layoutLoad(): void {
   PHYS_BITS = hdr(HDR_PHYS_BITS);
   POOL_MAX_SLOTS = hdr(HDR_POOL_MAX_SLOTS);
   POOL_GROW_SLOTS = hdr(HDR_POOL_GROW_SLOTS);
+  SWAP = hdr(HDR_SWAP_BASE);
+  SWAP_SLOTS = hdr(HDR_SWAP_SLOTS);
   VA_BITS = LEVELS == 5 ? 57 : 48;
   MAX_PFN = <u64>1 << (PHYS_BITS - 12);
 }

@@ -34,6 +34,7 @@ export const HDR_PHYS_BITS = 0x24;
 export const HDR_POOL_MAX_SLOTS = 0x28;
 export const HDR_NR_FRAMES = 0x2c;
 export const HDR_POOL_GROW_SLOTS = 0x30;
+export const HDR_SWAP_SLOTS = 0x34; // swap slots (4 KiB each); 0 = no swap
 /* Zone configuration: MAX_ZONES records of ZCFG_SIZE bytes. */
 export const HDR_ZONE_CFG = 0x40;
 export const ZCFG_SIZE = 16;
@@ -52,6 +53,7 @@ export const HDR_TLB_STRIDE = 0xd8; // bytes of TLB per CPU
 export const HDR_RING_STRIDE = 0xdc; // bytes of ring per thread
 export const HDR_MEM_PAGES = 0xe0; // wasm pages the fixed regions need (64 KiB each)
 export const HDR_MEM_PAGES_MAX = 0xe4; // wasm pages with a full backing pool
+export const HDR_SWAP_BASE = 0xe8; // the swap map: HDR_SWAP_SLOTS records of SWPE_SIZE
 
 /* Shared runtime words (atomics). */
 export const HDR_INIT_DONE = 0xf0;
@@ -62,7 +64,20 @@ export const HDR_POOL_SLOTS = 0x100; // slots the pool has grown to
 export const HDR_POOL_FREE = 0x104; // head of the free-slot list (slot + 1), 0 = empty
 export const HDR_POOL_NR_FREE = 0x108; // slots on the free list
 export const HDR_POOL_USED = 0x10c; // slots handed out
+export const HDR_SWAP_LOCK = 0x110;
+export const HDR_SWAP_FREE = 0x114; // head of the free swap-slot list (slot + 1), 0 = empty
+export const HDR_SWAP_USED = 0x118; // swap slots in use
 export const HDR_SIZE = 0x120;
+
+/*
+ * The swap map (mm/swapfile.c swap_map): one record per swap slot.
+ *   count:   references to the slot (swap entries in page tables, the swap cache); 0 = free
+ *   backing: 1 + the backing-pool slot holding the page's bytes, 0 = the page was all zeros;
+ *            for a free slot, the next free slot + 1
+ */
+export const SWPE_COUNT = 0;
+export const SWPE_BACKING = 4;
+export const SWPE_SIZE = 8;
 /** Most rings (threads) a machine can have: one bit each in HDR_THREAD_MASK. */
 export const MAX_THREADS = 32;
 export const MAX_CPUS = 256;
@@ -144,6 +159,12 @@ export const REG_PTE_LO = 40; // u32: an entry returned by ptepGet
 export const REG_PTE_HI = 44;
 export const REG_LEVEL = 48; // u32: its level
 export const REG_TABLES = 52; // u32: tables allocated or freed by the last call
+export const REG_ANON = 56; // u32: anonymous 4 KiB pages the last zap or copy unmapped / mapped
+export const REG_FILE = 60; // u32: file-backed (and shmem) 4 KiB pages likewise
+export const REG_FREED = 64; // u32: folios the last zap freed (their last reference went)
+export const REG_COPIED = 68; // u32: pages the last fork copy copied (maybe-pinned anon pages)
+export const REG_SWAP = 72; // u32: swap entries the last zap dropped, or the last copy duplicated
+export const REG_SCRATCH = 80; // 48 bytes of the core's own per-thread scratch (no host meaning)
 
 /*
  * Translate request (in ring entries): va in, access in, status out, pa out.
@@ -157,7 +178,8 @@ export const TREQ_STATUS = 12; // i32
 export const TREQ_PA = 16; // u64
 export const XLATE_HIT = 4;
 
-/* Leaf record (in ring entries), written by ptUnmap when collecting. */
+/* Leaf record (in ring entries), written by ptUnmap when collecting, and by zapRange and
+ * copyPageRange for the non-present entries (swap, migration) the host must account for. */
 export const LEAF_PTE = 0; // u64: the entry as it was cleared
 export const LEAF_VPN = 8; // f64: first 4 KiB page it mapped
 export const LEAF_LEVEL = 16; // u32: 1 = 4 KiB, 2 = 2 MiB, 3 = 1 GiB
@@ -181,3 +203,7 @@ export const INVPCID_ALL_NONGLOBAL = 3;
 
 /* allocPages flags. */
 export const ALLOC_COMPOUND = 1 << 0; // make a folio: PG_head + PG_tail frames
+
+/* copyPageRange flags (copy_page_range for fork). */
+export const COPY_COW = 1 << 0; // a private writable mapping: write-protect both sides
+export const COPY_HAS_PINNED = 1 << 1; // the parent mm has MMF_HAS_PINNED

@@ -27,6 +27,20 @@ export const PTE_BIT_PKEY = 59; // protection key, bits 62:59 (user leaves, CR4.
 export const PTE_BIT_SOFTW4 = 57;
 export const PTE_BIT_SOFTW5 = 58;
 
+/*
+ * Non-present entries Linux keeps in PTEs (swap, migration, device-private), in dmalab's
+ * encoding: P = 0, the kind in bits 4:1, flags in bits 6:5, the offset (a swap slot, or a
+ * pfn) in bits 51:12. An entry of kind 0 is foreign (written raw); the kernel would not
+ * recognise it.
+ */
+export const SWP_KIND_SHIFT = 1;
+export const SWP_KIND_MASK = 0xf;
+export const SWP_SWAP = 1; // a swapped-out page: offset = swap slot
+export const SWP_MIGRATION = 2; // a page under migration: offset = the old pfn
+export const SWP_DEVICE_PRIVATE = 3; // device-private memory: offset = the device pfn
+export const SWP_WRITE = 1 << 5; // migration / device entries: the mapping was writable
+export const SWP_EXCLUSIVE = 1 << 6; // pte_swp_exclusive: the anon page was exclusive
+
 /** Linux non-leaf entries: _PAGE_TABLE (user half) and _KERNPG_TABLE (kernel half). */
 export const PTE_TABLE_USER = 0x67;
 export const PTE_TABLE_KERNEL = 0x63;

@@ -32,13 +32,25 @@ export interface CoreExports {
   tlbFlushRange(cpu: number, vpn: number, npages: number): number;
   tlbInvpcid(cpu: number, type: number, pcid: number, vpn: number): number;
   translateBatch(cpu: number, n: number, flags: number): number;
+  zapRange(root: number, vpn: number, npages: number, cap: number): number;
+  copyPageRange(src: number, dst: number, vpn: number, npages: number, flags: number, mapping: number, zones: number): number;
+  folioRef(pfn: number, delta: number): number;
+  pageMapcount(pfn: number, delta: number): number;
+  folioEntireMapcount(pfn: number, delta: number): number;
+  folioPincount(pfn: number, delta: number): number;
+  pageFlags(pfn: number, set: number, clear: number): number;
+  pageSetMapping(pfn: number, mapping: number, index: number): number;
+  copyHighpage(dst: number, src: number): number;
+  splitHugePmd(root: number, vpn: number): number;
 }
 
 const EXPORTS: readonly (keyof CoreExports)[] = [
   "coreLayout", "coreInit", "coreAttach", "coreDetach", "coreReason", "coreReasonArg",
   "allocPages", "freePages", "nrFreePages", "poolAvailable", "frameBytes", "pgdAlloc", "pgdFree",
   "ptMap", "ptUnmap", "ptProtect", "ptepGet", "ptepSet", "cpuWriteCr3", "cpuSetCtrl",
-  "cpuWrpkru", "tlbFlushRange", "tlbInvpcid", "translateBatch",
+  "cpuWrpkru", "tlbFlushRange", "tlbInvpcid", "translateBatch", "zapRange", "copyPageRange",
+  "folioRef", "pageMapcount", "folioEntireMapcount", "folioPincount", "pageFlags", "pageSetMapping",
+  "copyHighpage", "splitHugePmd",
 ];
 
 /** Where the build puts the core, relative to this file in src/ and in dist/ alike. */
