@@ -22,6 +22,7 @@ export { pgdFree } from "./mmu/pgtable";
 export { ptMap } from "./mmu/map";
 export { ptUnmap, zapRange } from "./mmu/unmap";
 export { copyPageRange } from "./mm/copy";
+export { swapOut, swapIn, swapPut, swapCount } from "./mm/swap";
 export {
   folioRef, pageMapcount, folioEntireMapcount, folioPincount, pageFlags, pageSetMapping,
   copyHighpage, splitHugePmd,
@@ -29,7 +30,7 @@ export {
 export { ptProtect } from "./mmu/protect";
 export { ptepGet, ptepSet } from "./mmu/ptep";
 export {
-  cpuWriteCr3, cpuSetCtrl, cpuWrpkru, tlbFlushRange, tlbInvpcid, translateBatch,
+  cpuWriteCr3, cpuSetCtrl, cpuWrpkru, tlbFlushRange, tlbFlushPcidRange, tlbInvpcid, translateBatch,
 } from "./mmu/cpu";
 
 /**

@@ -5,7 +5,7 @@
  * @module
  */
 import * as v from "valibot";
-import { ZONE_NORMAL, ZONE_MOVABLE, ZONE_CMA, FRAME_SIZE, RESERVED_LOW_PFNS } from "./abi/frame.js";
+import { ZONE_NORMAL, ZONE_MOVABLE, ZONE_CMA, ZONE_DEVICE, FRAME_SIZE, RESERVED_LOW_PFNS } from "./abi/frame.js";
 import { MAX_THREADS, MAX_CPUS } from "./abi/header.js";
 import { DmaError } from "./errors.js";
 import { DEFAULT_COSTS, type CostName } from "./sim/cost.js";
@@ -50,6 +50,18 @@ export const MachineOptionsSchema = v.strictObject({
       normal: v.optional(size, "4GiB"),
       movable: v.optional(size, "1GiB"),
       cma: v.optional(size, "256MiB"),
+      /** Persistent memory (ZONE_DEVICE): the blocks of fsdax files. */
+      pmem: v.optional(size, 0),
+    }),
+    {},
+  ),
+  /** Swap space for reclaimed anonymous pages. */
+  swap: v.optional(size, "1GiB"),
+  /** Memory management policy. */
+  mm: v.optional(
+    v.strictObject({
+      /** /sys/kernel/mm/transparent_hugepage/enabled. */
+      thp: v.optional(v.picklist(["always", "madvise", "never"]), "madvise"),
     }),
     {},
   ),
@@ -87,7 +99,7 @@ export const MachineOptionsSchema = v.strictObject({
 export type MachineOptions = v.InferInput<typeof MachineOptionsSchema>;
 
 export interface ZoneConfig {
-  name: "NORMAL" | "MOVABLE" | "CMA";
+  name: "NORMAL" | "MOVABLE" | "CMA" | "DEVICE";
   kind: number;
   startPfn: number;
   pages: number;
@@ -104,6 +116,8 @@ export interface MachineConfig {
   threads: number;
   ringEntries: number;
   backingMaxSlots: number;
+  swapSlots: number;
+  thp: "always" | "madvise" | "never";
   seed: number;
   costs: Partial<Record<CostName, number>>;
   trace: { enabled: boolean; maxEvents: number };
@@ -118,13 +132,15 @@ export function parseMachineOptions(options: unknown = {}): MachineConfig {
     throw new DmaError("EINVAL", `${path}: ${issue.message}`, { arg: path });
   }
   const o = r.output;
-  // Physical layout, low to high: NORMAL, CMA, MOVABLE (ZONE_MOVABLE sits at the top).
+  // Physical layout, low to high: NORMAL, CMA, MOVABLE (ZONE_MOVABLE sits at the top of
+  // RAM), then persistent memory (ZONE_DEVICE).
   const zones: ZoneConfig[] = [];
   let pfn = 0;
   const order: [ZoneConfig["name"], number, number][] = [
     ["NORMAL", ZONE_NORMAL, o.memory.normal],
     ["CMA", ZONE_CMA, o.memory.cma],
     ["MOVABLE", ZONE_MOVABLE, o.memory.movable],
+    ["DEVICE", ZONE_DEVICE, o.memory.pmem],
   ];
   for (const [name, kind, bytes] of order) {
     if (bytes === 0) continue;
@@ -148,7 +164,7 @@ export function parseMachineOptions(options: unknown = {}): MachineConfig {
   if (pfn > 2 ** (o.paging.physAddrBits - 12)) {
     throw new DmaError("EINVAL", "memory: more than paging.physAddrBits can address", { arg: "memory" });
   }
-  const ram = pfn * 4096;
+  const ram = (pfn - o.memory.pmem / 4096) * 4096;
   const backingMax = o.backing.max ?? Math.min(ram, 2 ** 30);
   if (backingMax < 2 ** 20) {
     throw new DmaError("EINVAL", "backing.max: needs at least 1 MiB", { arg: "backing.max" });
@@ -164,6 +180,8 @@ export function parseMachineOptions(options: unknown = {}): MachineConfig {
     threads: o.threads,
     ringEntries: o.ringEntries,
     backingMaxSlots: backingMax / 4096,
+    swapSlots: o.swap / 4096,
+    thp: o.mm.thp,
     seed: o.seed,
     costs: o.costs,
     trace: { enabled: trace.enabled ?? true, maxEvents: trace.maxEvents ?? 100_000 },

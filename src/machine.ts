@@ -21,6 +21,9 @@ import { type CostTable, costTable } from "./sim/cost.js";
 import { Rng } from "./sim/rng.js";
 import { toChromeTrace, type ChromeTrace } from "./trace/chrome.js";
 import { Trace } from "./trace/trace.js";
+import { Kernel } from "./mm/kernel.js";
+import { Process } from "./mm/process.js";
+import { Fs } from "./fs/fs.js";
 
 /** What a Worker needs to attach to a machine (structured-cloneable: postMessage it). */
 export interface SharedMachine {
@@ -42,6 +45,7 @@ export class Machine {
   readonly cpus: readonly Cpu[];
   readonly #core: Core;
   readonly #module: WebAssembly.Module;
+  #kernel: Kernel | null = null;
 
   /** @internal use createMachine() or attachMachine(). */
   constructor(core: Core, module: WebAssembly.Module, config: MachineConfig) {
@@ -54,6 +58,36 @@ export class Machine {
     const env = { core, clock: this.clock, costs: this.costs, trace: this.trace };
     this.phys = new Phys(core, this.clock, this.trace);
     this.cpus = Array.from({ length: config.cpus }, (_, i) => new Cpu(env, i));
+  }
+
+  /**
+   * The kernel of this machine: processes, files, page cache, reclaim. It lives with the
+   * handle that created the machine (Worker handles share the memory, not the kernel).
+   */
+  get kernel(): Kernel {
+    if (!this.#kernel) {
+      if (this.thread !== 0) {
+        throw new DmaError("EPERM", "the kernel lives with the handle that created the machine", { arg: "machine" });
+      }
+      this.#kernel = new Kernel({
+        core: this.#core, clock: this.clock, costs: this.costs, trace: this.trace, phys: this.phys,
+        cpus: this.cpus, thp: this.config.thp,
+      });
+      this.#kernel.fs = new Fs(this.#kernel);
+    }
+    return this.#kernel;
+  }
+
+  /** fs - the machine's files (create, read, write, and what the page cache holds). */
+  get fs(): Fs {
+    return this.kernel.fs;
+  }
+
+  /** spawn - a new process with an empty address space, on @cpu (default: round robin). */
+  spawn(cpu?: number): Process {
+    const k = this.kernel;
+    const c = cpu === undefined ? this.cpus[k.processes.size % this.cpus.length]! : this.cpu(cpu);
+    return new Process(k, c);
   }
 
   /** This handle's thread slot (0 for the creator, then one per attached Worker). */
@@ -143,6 +177,7 @@ function writeHeader(core: Core, cfg: MachineConfig): void {
   core.setHdr(H.HDR_POOL_MAX_SLOTS, cfg.backingMaxSlots);
   core.setHdr(H.HDR_NR_FRAMES, cfg.nrFrames);
   core.setHdr(H.HDR_POOL_GROW_SLOTS, POOL_GROW_SLOTS);
+  core.setHdr(H.HDR_SWAP_SLOTS, cfg.swapSlots);
   cfg.zones.forEach((z, i) => {
     const at = H.HDR_ZONE_CFG + i * H.ZCFG_SIZE;
     core.setHdr(at + H.ZCFG_START, z.startPfn);

@@ -18,7 +18,7 @@ const NODE_ONLY: [string, RegExp][] = [
   ['from "node:', /\bfrom\s*["']node:/],
   ['import("node:', /\bimport\s*\(\s*["']node:/],
   ["require(", /\brequire\s*\(/],
-  ["process.", /\bprocess\s*\./],
+  ["process.", /(?<![\w/.])process\s*\./],
   ["Buffer", /\bBuffer\b/],
   ["__dirname", /\b__dirname\b/],
   ["__filename", /\b__filename\b/],

@@ -219,7 +219,7 @@ function copyPinned(e: u64, s: u64, level: u32): void {
   atomic.store<u64>(slot, child);
   tableCountAdd(dstTableOf(s, level), 1);
   anonPages += span;
-  copied += span;
+  copied++;
 }
 
 function pass2(t: u32, level: u32, base: u64, lo: u64, hi: u64): void {
@@ -260,7 +260,8 @@ function pass2(t: u32, level: u32, base: u64, lo: u64, hi: u64): void {
  * @mapping: the anon_vma id the child's copied pages get (their index is the parent's).
  * @zones: the zonelist copies are allocated from.
  * Returns 0, or -EINVAL / -EEXIST (the child maps something there) / -ENOMEM, changing
- * nothing. REG_ANON, REG_FILE: pages the child now maps; REG_COPIED: pages copied;
+ * nothing. REG_ANON, REG_FILE: pages the child now maps; REG_COPIED: folios copied, whose
+ * pfns are the ring's first REG_COPIED u32 words (the host puts them on the LRU);
  * REG_SWAP: swap references duplicated; REG_TABLES: child tables made.
  */
 export function copyPageRange(

@@ -96,3 +96,67 @@ export function isSwapEntry(e: u64): bool {
   const slot = swapEntrySlot(e);
   return slot < SWAP_SLOTS && load<u32>(rec(slot) + SWPE_COUNT) != 0;
 }
+
+/* ---- exports for the host's reclaim and swap-in paths ---- */
+
+import { EINVAL, ENOSPC, ENOMEM } from "../../src/abi/errno";
+import { R_PFN_NOT_RAM, R_NOT_ALLOCATED, R_NO_POOL } from "../../src/abi/reason";
+import { fail } from "../errno";
+import { NR_FRAMES } from "../layout";
+import { frame } from "../phys/frame";
+import { pfnToZone } from "../phys/frame";
+import { frameBytesAddr, slotAddr } from "../phys/pool";
+import { FRAME_BACKING } from "../../src/abi/frame";
+
+function slotInUse(slot: f64): i64 {
+  if (!(slot >= 0 && slot < <f64>SWAP_SLOTS) || slot != Math.floor(slot)) return fail(EINVAL, R_NOT_ALLOCATED, 0);
+  if (load<u32>(rec(<u32>slot) + SWPE_COUNT) == 0) return fail(EINVAL, R_NOT_ALLOCATED, 0);
+  return <i64>slot;
+}
+
+/**
+ * swapOut - put frame @pfn's bytes in a new swap slot with @count references (the swap
+ * entries about to replace its mappings); the frame keeps no bytes. Returns the slot, or
+ * -ENOSPC when swap is full (nothing changed).
+ */
+export function swapOut(pfn: f64, count: u32): f64 {
+  if (!(pfn >= 0 && pfn < <f64>NR_FRAMES) || pfn != Math.floor(pfn) || pfnToZone(<u64>pfn) < 0) {
+    return fail(EINVAL, R_PFN_NOT_RAM, 0);
+  }
+  if (count < 1) return fail(EINVAL, R_NOT_ALLOCATED, count);
+  const f = frame(<u32>pfn) + FRAME_BACKING;
+  const backing = atomic.load<u32>(f);
+  const slot = swapAlloc(backing);
+  if (slot < 0) return fail(ENOSPC, R_NO_POOL, 0);
+  atomic.store<u32>(f, 0); // the bytes now belong to the swap slot
+  store<u32>(rec(<u32>slot) + SWPE_COUNT, count);
+  return <f64>slot;
+}
+
+/** swapIn - copy swap @slot's bytes into frame @pfn (swap_read_folio). */
+export function swapIn(slot: f64, pfn: f64): i32 {
+  const s = slotInUse(slot);
+  if (s < 0) return <i32>s;
+  if (!(pfn >= 0 && pfn < <f64>NR_FRAMES) || pfn != Math.floor(pfn) || pfnToZone(<u64>pfn) < 0) {
+    return fail(EINVAL, R_PFN_NOT_RAM, 0);
+  }
+  const b = load<u32>(rec(<u32>s) + SWPE_BACKING);
+  if (b == 0) return 0; // a page of zeros
+  const to = frameBytesAddr(<u32>pfn, true);
+  if (to == 0) return fail(ENOMEM, R_NO_POOL, 1);
+  memory.copy(to, slotAddr(b), 4096);
+  return 0;
+}
+
+/** swapPut - drop a reference to @slot (swap_free); 1 if that freed it. */
+export function swapPut(slot: f64): i32 {
+  const s = slotInUse(slot);
+  if (s < 0) return <i32>s;
+  return swapFree(<u32>s) ? 1 : 0;
+}
+
+/** swapCount - references to @slot (0 = free). */
+export function swapCount(slot: f64): i32 {
+  if (!(slot >= 0 && slot < <f64>SWAP_SLOTS) || slot != Math.floor(slot)) return fail(EINVAL, R_NOT_ALLOCATED, 0);
+  return <i32>load<u32>(rec(<u32>slot) + SWPE_COUNT);
+}

@@ -120,6 +120,20 @@ export function tlbFlushRange(cpu: u32, vpn: f64, npages: f64): i32 {
 }
 
 /**
+ * tlbFlushPcidRange - drop @pcid's non-global entries overlapping a range, whatever the CPU
+ * runs now: the flush a TLB shootdown does for an mm on a CPU that may hold its entries
+ * (INVPCID type 0 per page, or type 1 for a range above the flush ceiling the caller picks).
+ * Returns how many entries were dropped, or -EINVAL.
+ */
+export function tlbFlushPcidRange(cpu: u32, pcid: u32, vpn: f64, npages: f64): i32 {
+  if (cpu >= NR_CPUS) return fail(EINVAL, R_CPU, cpu);
+  if (pcid > 0xfff) return fail(EINVAL, R_PCID, pcid);
+  const rc = rangeCheck(vpn, npages, 1);
+  if (rc < 0) return rc;
+  return <i32>tlbInvalidate(cpu, cpuAddr(cpu), rangeLo, rangeHi, pcid, MATCH_PCID_NONGLOBAL);
+}
+
+/**
  * tlbInvpcid - INVPCID @type for @pcid (and, for type 0, the page @vpn).
  * Returns how many entries were dropped, or -EINVAL.
  */

@@ -162,7 +162,7 @@ export const REG_TABLES = 52; // u32: tables allocated or freed by the last call
 export const REG_ANON = 56; // u32: anonymous 4 KiB pages the last zap or copy unmapped / mapped
 export const REG_FILE = 60; // u32: file-backed (and shmem) 4 KiB pages likewise
 export const REG_FREED = 64; // u32: folios the last zap freed (their last reference went)
-export const REG_COPIED = 68; // u32: pages the last fork copy copied (maybe-pinned anon pages)
+export const REG_COPIED = 68; // u32: folios the last fork copy copied (maybe-pinned anon pages)
 export const REG_SWAP = 72; // u32: swap entries the last zap dropped, or the last copy duplicated
 export const REG_SCRATCH = 80; // 48 bytes of the core's own per-thread scratch (no host meaning)
 

@@ -31,6 +31,7 @@ export interface CoreExports {
   cpuWrpkru(cpu: number, pkru: number): number;
   tlbFlushRange(cpu: number, vpn: number, npages: number): number;
   tlbInvpcid(cpu: number, type: number, pcid: number, vpn: number): number;
+  tlbFlushPcidRange(cpu: number, pcid: number, vpn: number, npages: number): number;
   translateBatch(cpu: number, n: number, flags: number): number;
   zapRange(root: number, vpn: number, npages: number, cap: number): number;
   copyPageRange(src: number, dst: number, vpn: number, npages: number, flags: number, mapping: number, zones: number): number;
@@ -42,15 +43,19 @@ export interface CoreExports {
   pageSetMapping(pfn: number, mapping: number, index: number): number;
   copyHighpage(dst: number, src: number): number;
   splitHugePmd(root: number, vpn: number): number;
+  swapOut(pfn: number, count: number): number;
+  swapIn(slot: number, pfn: number): number;
+  swapPut(slot: number): number;
+  swapCount(slot: number): number;
 }
 
 const EXPORTS: readonly (keyof CoreExports)[] = [
   "coreLayout", "coreInit", "coreAttach", "coreDetach", "coreReason", "coreReasonArg",
   "allocPages", "freePages", "nrFreePages", "poolAvailable", "frameBytes", "pgdAlloc", "pgdFree",
   "ptMap", "ptUnmap", "ptProtect", "ptepGet", "ptepSet", "cpuWriteCr3", "cpuSetCtrl",
-  "cpuWrpkru", "tlbFlushRange", "tlbInvpcid", "translateBatch", "zapRange", "copyPageRange",
+  "cpuWrpkru", "tlbFlushRange", "tlbFlushPcidRange", "tlbInvpcid", "translateBatch", "zapRange", "copyPageRange",
   "folioRef", "pageMapcount", "folioEntireMapcount", "folioPincount", "pageFlags", "pageSetMapping",
-  "copyHighpage", "splitHugePmd",
+  "copyHighpage", "splitHugePmd", "swapOut", "swapIn", "swapPut", "swapCount",
 ];
 
 /** Where the build puts the core, relative to this file in src/ and in dist/ alike. */

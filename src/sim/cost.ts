@@ -48,6 +48,16 @@ export const DEFAULT_COSTS = {
     ns: 1,
     source: "a store to a cache-resident page-table line (~1-4 cycles)",
   },
+  minorFault: {
+    ns: 1000,
+    source:
+      "a minor page fault (trap, handle_mm_fault, return): ~1 us on current x86 (DESIGN.md); " +
+      "a 1-page-per-call GUP at ~1.1 us (distro gup_test figures) is mostly this",
+  },
+  pageCopy: {
+    ns: 400,
+    source: "copying 4 KiB at ~10 GB/s memory bandwidth (COW, migration)",
+  },
   ipiShootdown: {
     ns: 1500,
     source: "remote TLB shootdown, IPI + INVLPG + ack: published round trips of 1-3 us on " +

@@ -27,6 +27,17 @@ export interface TraceEventArgs {
     spurious: number;
   };
   "tlb.flush": { cpu: number; scope: string; va: string; size: number; dropped: number };
+  "mm.fault": { pcid: number; va: number; write: boolean; result: string };
+  "mm.shootdown": { pcid: number; start: number; pages: number; cpus: number; remote: number; dropped: number };
+  "mm.mmap": { pid: number; start: number; size: number; prot: string; kind: string };
+  "mm.munmap": { pid: number; start: number; size: number; anon: number; file: number; freed: number };
+  "mm.mprotect": { pid: number; start: number; size: number; prot: string };
+  "mm.fork": { pid: number; child: number; anon: number; file: number; copied: number };
+  "mm.exit": { pid: number };
+  "mm.writeback": { path: string; pages: number; pinned: number };
+  "mm.reclaim": { scanned: number; reclaimed: number; swapped: number; written: number };
+  "mm.oom_reap": { pid: number; pages: number; nonblock: boolean };
+  "mm.migrate": { from: number; to: number; mappings: number };
 }
 
 export type TraceEventName = keyof TraceEventArgs;

@@ -29,6 +29,7 @@ type Op =
   | { k: "pkru"; cpu: number; v: number }
   | { k: "flush"; cpu: number; vpn: VpnSel; n: number }
   | { k: "invpcid"; cpu: number; type: number; pcid: number; vpn: number }
+  | { k: "pcidFlush"; cpu: number; pcid: number; vpn: VpnSel; n: number }
   | { k: "xlate"; cpu: number; reqs: { vpn: VpnSel; off: number; acc: number; wild: number }[]; flags: number }
   | { k: "again"; cpu: number; write: boolean };
 
@@ -77,6 +78,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ k: fc.constant("ctrl" as const), cpu: fc.integer({ min: 0, max: 2 }), ctrl: fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 0, max: 0x7f }) }, { weight: 1, arbitrary: fc.constant(0x80) }) }) },
   { weight: 1, arbitrary: fc.record({ k: fc.constant("pkru" as const), cpu: fc.integer({ min: 0, max: 1 }), v: fc.constantFrom(0, 0x55555554, 0xc, 0x4) }) },
   { weight: 2, arbitrary: fc.record({ k: fc.constant("flush" as const), cpu: fc.integer({ min: 0, max: 1 }), vpn: selArb, n: fc.oneof(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 3000 })) }) },
+  { weight: 2, arbitrary: fc.record({ k: fc.constant("pcidFlush" as const), cpu: fc.integer({ min: 0, max: 1 }), pcid: fc.oneof(fc.integer({ min: 0, max: 3 }), fc.constant(4096)), vpn: selArb, n: fc.oneof(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 3000 })) }) },
   { weight: 2, arbitrary: fc.record({ k: fc.constant("invpcid" as const), cpu: fc.integer({ min: 0, max: 1 }), type: fc.integer({ min: 0, max: 4 }), pcid: fc.oneof(fc.integer({ min: 0, max: 3 }), fc.constant(5000)), vpn: vpnArb }) },
   { weight: 6, arbitrary: fc.record({ k: fc.constant("again" as const), cpu: fc.integer({ min: 0, max: 1 }), write: fc.boolean() }) },
   {
@@ -187,6 +189,8 @@ function step(d: Driver, w: World, op: Op): unknown {
       return d.tlbFlushRange(op.cpu, vpnOf(w, op.vpn, w.cr3[op.cpu] ?? -1), op.n);
     case "invpcid":
       return d.tlbInvpcid(op.cpu, op.type, op.pcid, op.vpn);
+    case "pcidFlush":
+      return d.tlbFlushPcidRange(op.cpu, op.pcid, vpnOf(w, op.vpn, w.cr3[op.cpu] ?? -1), op.n);
     case "xlate": {
       const rt = w.cr3[op.cpu] ?? -1;
       const reqs: Req[] = op.reqs.map((r) => [...vaWords(Math.floor(vpnOf(w, r.vpn, rt)), r.off, r.wild), r.acc]);

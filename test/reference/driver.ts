@@ -43,6 +43,7 @@ export interface Driver {
   cpuWrpkru(cpu: number, pkru: number): Result;
   tlbFlushRange(cpu: number, vpn: number, n: number): Result;
   tlbInvpcid(cpu: number, type: number, pcid: number, vpn: number): Result;
+  tlbFlushPcidRange(cpu: number, pcid: number, vpn: number, n: number): Result;
   translate(cpu: number, reqs: Req[], flags: number): Result;
   state(): MachineState;
 }
@@ -126,6 +127,9 @@ export class CoreDriver implements Driver {
   }
   tlbInvpcid(cpu: number, type: number, pcid: number, vpn: number): Result {
     return this.#r(this.core.x.tlbInvpcid(cpu, type, pcid, vpn));
+  }
+  tlbFlushPcidRange(cpu: number, pcid: number, vpn: number, n: number): Result {
+    return this.#r(this.core.x.tlbFlushPcidRange(cpu, pcid, vpn, n));
   }
   translate(cpu: number, reqs: Req[], flags: number): Result {
     const c = this.core;
@@ -280,6 +284,9 @@ export class RefDriver implements Driver {
   }
   tlbInvpcid(cpu: number, type: number, pcid: number, vpn: number): Result {
     return this.#r(() => this.m.mmu.invpcid(cpu, type, pcid, vpn));
+  }
+  tlbFlushPcidRange(cpu: number, pcid: number, vpn: number, n: number): Result {
+    return this.#r(() => this.m.mmu.flushPcidRange(cpu, pcid, vpn, n));
   }
   translate(cpu: number, reqs: Req[], flags: number): Result {
     return this.#r(() => {

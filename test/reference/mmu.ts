@@ -257,6 +257,13 @@ export class RefMmu {
     return this.invalidate(c, this.pts.lo, this.pts.hi, this.curPcid(c), MATCH_PCID_OR_GLOBAL);
   }
 
+  flushPcidRange(cpu: number, pcid: number, vpn: number, n: number): number {
+    const c = this.cpuCheck(cpu);
+    if (pcid > 0xfff) fail(E.EINVAL, R.R_PCID, pcid);
+    this.pts.rangeCheck(vpn, n, 1);
+    return this.invalidate(c, this.pts.lo, this.pts.hi, pcid, MATCH_PCID_NONGLOBAL);
+  }
+
   invpcid(cpu: number, type: number, pcid: number, vpn: number): number {
     const c = this.cpuCheck(cpu);
     if (type > H.INVPCID_ALL_NONGLOBAL) fail(E.EINVAL, R.R_INVPCID_TYPE, type);

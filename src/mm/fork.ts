@@ -1,0 +1,66 @@
+/**
+ * fork's address-space copy (kernel/fork.c dup_mmap): every VMA is copied, anonymous ones
+ * chained to a new anon_vma of the child's (anon_vma_fork), file ones added to the file's
+ * i_mmap, and the page tables copied by the core (copy_page_range): COW mappings
+ * write-protected on both sides, PageAnonExclusive cleared, and, when the parent has
+ * MMF_HAS_PINNED, every maybe-pinned anonymous page copied for the child at once: a pinned
+ * page must stay the page its process sees (the 2020-2022 GUP/COW fixes, KERNEL-SPEC 3.5).
+ * @module
+ */
+import * as H from "../abi/header.js";
+import type { MmStruct } from "./mm.js";
+import { flushTlbMm } from "./tlbflush.js";
+import { vmaLink } from "./vma-ops.js";
+
+export interface ForkStats {
+  anon: number;
+  file: number;
+  /** Folios copied for the child at fork (maybe-pinned anonymous pages). */
+  copied: number;
+  swap: number;
+}
+
+/** dupMmap - copy @parent's VMAs and page tables into the empty @child. */
+export function dupMmap(parent: MmStruct, child: MmStruct, local = -1): ForkStats {
+  const k = parent.kernel;
+  const c = k.core;
+  const stats: ForkStats = { anon: 0, file: 0, copied: 0, swap: 0 };
+  parent.writeProtectSeq++; // odd: GUP-fast backs off while the tables are copied
+  try {
+    for (const v of parent.vmas.all()) {
+      const cv = v.clone(v.start, v.end);
+      cv.mm = child;
+      if (v.anonVma) cv.anonVma = k.newAnonVma(v.anonVma);
+      vmaLink(child, cv);
+      if (v.kind === "device") {
+        // VM_PFNMAP: the frames are copied as entries; nothing to account.
+      }
+      let flags = 0;
+      if (v.isCow) flags |= H.COPY_COW;
+      if (parent.hasPinned) flags |= H.COPY_HAS_PINNED;
+      k.check(
+        c.x.copyPageRange(parent.pgd.pfn, child.pgd.pfn, v.start, v.pages, flags, cv.anonVma?.id ?? 0, k.userZones),
+        "fork",
+      );
+      const anon = c.reg32(H.REG_ANON);
+      const file = c.reg32(H.REG_FILE);
+      stats.anon += anon;
+      stats.file += file;
+      const copies = c.reg32(H.REG_COPIED);
+      stats.copied += copies;
+      // The copies' pfns are the ring's first words: they join the LRU.
+      for (let i = 0; i < copies; i++) k.lruAdd(c.u32[(c.ring + H.RING_ENTRY0 + 4 * i) >>> 2]!, true);
+      stats.swap += c.reg32(H.REG_SWAP);
+      child.rss.anon += anon;
+      if (v.file?.kind === "shmem") child.rss.shmem += file;
+      else child.rss.file += file;
+      child.rss.swap += c.reg32(H.REG_SWAP);
+    }
+  } finally {
+    parent.writeProtectSeq++;
+  }
+  // The parent's writable COW entries are now read-only: flush its TLBs.
+  flushTlbMm(parent, local);
+  k.trace.count("mm.fork_pages_copied", stats.copied);
+  return stats;
+}

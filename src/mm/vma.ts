@@ -1,0 +1,117 @@
+/**
+ * struct vm_area_struct: a range of an address space with one set of rights and one
+ * backing (anonymous memory, a file, shmem, fsdax, or device frames). Ranges are kept in
+ * 4 KiB page numbers, which are exact for every user address (a 5-level user address has
+ * more bits than a double holds, its page number does not).
+ * @module
+ */
+import type { AnonVma } from "./anon-vma.js";
+import type { Inode } from "../fs/inode.js";
+import type { MmStruct } from "./mm.js";
+
+/* vm_flags (include/linux/mm.h values). */
+export const VM_READ = 0x1;
+export const VM_WRITE = 0x2;
+export const VM_EXEC = 0x4;
+export const VM_SHARED = 0x8;
+export const VM_MAYREAD = 0x10;
+export const VM_MAYWRITE = 0x20;
+export const VM_MAYEXEC = 0x40;
+export const VM_MAYSHARE = 0x80;
+export const VM_PFNMAP = 0x400;
+export const VM_LOCKED = 0x2000;
+export const VM_IO = 0x4000;
+export const VM_DONTEXPAND = 0x40000;
+export const VM_HUGEPAGE = 0x20000000;
+export const VM_NOHUGEPAGE = 0x40000000;
+
+/** What backs a VMA. */
+export type VmaKind = "anon" | "file" | "shmem" | "dax" | "device";
+
+/** Flags a VMA merge must agree on (vm_flags minus the accounting bits). */
+const MERGE_MASK = ~0;
+
+export class Vma {
+  mm: MmStruct;
+  /** First page and one past the last page ([start, end) in 4 KiB page numbers). */
+  start: number;
+  end: number;
+  flags: number;
+  kind: VmaKind;
+  /** Page offset in the file (file, shmem, dax, device), or of the anon range's origin. */
+  pgoff: number;
+  file: Inode | null;
+  /** Reverse map of anonymous pages (private mappings, once a page was written). */
+  anonVma: AnonVma | null;
+  /** Device frames behind a VM_PFNMAP mapping: the frame of page `start`. */
+  pfn: number | null;
+
+  constructor(mm: MmStruct, start: number, end: number, flags: number, kind: VmaKind, pgoff: number) {
+    this.mm = mm;
+    this.start = start;
+    this.end = end;
+    this.flags = flags;
+    this.kind = kind;
+    this.pgoff = pgoff;
+    this.file = null;
+    this.anonVma = null;
+    this.pfn = null;
+  }
+
+  get pages(): number {
+    return this.end - this.start;
+  }
+
+  /** A private mapping that may be written: its pages are copied on write (is_cow_mapping). */
+  get isCow(): boolean {
+    return (this.flags & (VM_SHARED | VM_MAYWRITE)) === VM_MAYWRITE;
+  }
+
+  get isShared(): boolean {
+    return (this.flags & VM_SHARED) !== 0;
+  }
+
+  /** The page offset (in its file or anon range) of page @vpn of this VMA. */
+  pgoffOf(vpn: number): number {
+    return this.pgoff + (vpn - this.start);
+  }
+
+  /** The page of this VMA at offset @index, or -1 outside it. */
+  vpnOf(index: number): number {
+    const vpn = this.start + (index - this.pgoff);
+    return vpn >= this.start && vpn < this.end ? vpn : -1;
+  }
+
+  /** A copy with the same backing over [start, end) (for splits). */
+  clone(start: number, end: number): Vma {
+    const v = new Vma(this.mm, start, end, this.flags, this.kind, this.pgoffOf(start));
+    v.file = this.file;
+    v.anonVma = this.anonVma;
+    v.pfn = this.pfn === null ? null : this.pfn + (start - this.start);
+    return v;
+  }
+
+  /** Whether @next could continue this VMA (vma_merge's can_vma_merge_after). */
+  canMergeWith(next: Vma): boolean {
+    return (
+      this.end === next.start &&
+      (this.flags & MERGE_MASK) === (next.flags & MERGE_MASK) &&
+      this.kind === next.kind &&
+      this.file === next.file &&
+      this.anonVma === next.anonVma &&
+      next.pgoff === this.pgoff + this.pages &&
+      (this.pfn === null) === (next.pfn === null) &&
+      (this.pfn === null || next.pfn === this.pfn + this.pages)
+    );
+  }
+}
+
+/** vm_get_page_prot, as protection names for /proc/pid/maps: "rw-p", "r-xs", ... */
+export function vmaPermString(flags: number): string {
+  return (
+    (flags & VM_READ ? "r" : "-") +
+    (flags & VM_WRITE ? "w" : "-") +
+    (flags & VM_EXEC ? "x" : "-") +
+    (flags & VM_SHARED ? "s" : "p")
+  );
+}
