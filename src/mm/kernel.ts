@@ -142,6 +142,11 @@ export class Kernel {
     return this.core.i32[(this.core.hdr(H.HDR_FRAMES_BASE) + pfn * F.FRAME_SIZE + F.FRAME_MAPCOUNT) >>> 2]!;
   }
 
+  /** A large folio's _pincount (kept in its first tail, as folio page[1]). */
+  pincountOf(head: number): number {
+    return this.core.u32[(this.core.hdr(H.HDR_FRAMES_BASE) + (head + 1) * F.FRAME_SIZE + F.FRAME_INDEX) >>> 2]!;
+  }
+
   /** The head pfn of the folio holding @pfn. */
   folioOf(pfn: number): number {
     const f = this.flagsOf(pfn);
