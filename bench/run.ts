@@ -9,6 +9,7 @@ const BENCHES: Record<string, () => Promise<{ run(): Promise<BenchReport> }>> = 
   walk: () => import("./walk.bench.js"),
   tlb: () => import("./tlb.bench.js"),
   memory: () => import("./memory.bench.js"),
+  mm: () => import("./mm.bench.js"),
 };
 
 const { positionals } = parseArgs({ allowPositionals: true });

@@ -20,7 +20,7 @@
  */
 import { EINVAL, ENOMEM, EEXIST } from "../../src/abi/errno";
 import {
-  PG_anon, PG_anon_exclusive, PG_head, GUP_PIN_COUNTING_BIAS, FRAME_SIZE, FRAME_INDEX,
+  PG_anon, PG_anon_exclusive, PG_head, PG_swapbacked, PG_uptodate, GUP_PIN_COUNTING_BIAS, FRAME_SIZE, FRAME_INDEX,
   FRAME_REFCOUNT,
 } from "../../src/abi/frame";
 import {
@@ -209,7 +209,7 @@ function copyPinned(e: u64, s: u64, level: u32): void {
     memory.copy(to, slotAddr(frameBacking(src + k)), 4096);
   }
   const head = dst;
-  pageFlagsUpdate(head, PG_anon | PG_anon_exclusive, 0);
+  pageFlagsUpdate(head, PG_anon | PG_anon_exclusive | PG_swapbacked | PG_uptodate, 0);
   frameSetMapping(head, newMapping);
   frameSetIndex(head, frameIndex(level == 1 ? folioHead(src) : src) + (level == 1 ? src - folioHead(src) : 0));
   if (level == 1) pageMapcountAdd(head, 1);

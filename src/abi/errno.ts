@@ -20,6 +20,7 @@ export const EEXIST = 17;
 export const ENODEV = 19;
 export const EINVAL = 22;
 export const ENOTTY = 25;
+export const EFBIG = 27;
 export const ENOSPC = 28;
 export const ERANGE = 34;
 export const EDEADLK = 35;

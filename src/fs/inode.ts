@@ -22,6 +22,11 @@ export class Inode {
   readonly disk = new Map<number, Uint8Array>();
   /** i_mmap: the VMAs that map this file. */
   readonly mmaps = new Set<Vma>();
+  /**
+   * The hidden shmem file behind MAP_SHARED | MAP_ANONYMOUS memory: no path reaches it, so
+   * it goes (with its pages) when its last mapping does.
+   */
+  hidden = false;
   /** fsdax: the file's blocks, one device frame per page index. */
   readonly daxPfns: number[] = [];
 
@@ -34,5 +39,19 @@ export class Inode {
 
   get pagesInFile(): number {
     return Math.ceil(this.size / 4096);
+  }
+
+  /**
+   * truncateDisk - the file system's side of a truncate to @size bytes (ext4_truncate):
+   * the blocks past the end are freed, and the block holding the end is zeroed past it, so
+   * bytes beyond end of file read as zeros if the file grows again.
+   */
+  truncateDisk(size: number): void {
+    const pages = Math.ceil(size / 4096);
+    for (const index of [...this.disk.keys()]) {
+      if (index >= pages) this.disk.delete(index);
+    }
+    const tail = this.disk.get(Math.floor(size / 4096));
+    if (tail && size % 4096) tail.fill(0, size % 4096);
   }
 }

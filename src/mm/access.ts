@@ -32,6 +32,7 @@ export function accessCopy(
   const cpu = p.cpu;
   const cap = cpu.ring.capacity;
   p.switchTo();
+  let faulted = false;
   for (let at = 0; at < pages; at += cap) {
     const n = Math.min(cap, pages - at);
     const vas: Address[] = [];
@@ -39,12 +40,16 @@ export function accessCopy(
     const ts = cpu.translateMany(vas, { write, user: true });
     for (let i = 0; i < n; i++) {
       let t: Translation = ts[i]!;
+      // A fault handled for an earlier page may have mapped this one too (a THP): the CPU
+      // would retry the access, not take the stale fault.
+      if (!t.ok && faulted) t = cpu.translate(addressOf(vpn0 + at + i), { write, user: true });
       for (let tries = 0; !t.ok; tries++) {
         const vpn = vpn0 + at + i;
         if (t.fault.vector === "#GP" || tries === MAX_FAULTS) {
           throw new DmaError("EFAULT", `SIGSEGV: pid ${p.pid} ${write ? "write" : "read"} at ${hex(addressOf(vpn))} (${t.fault.vector})`, { arg: "va" });
         }
         const r = p.fault(vpn, write);
+        faulted = true;
         if (r !== "ok") {
           throw new DmaError("EFAULT", `${r}: pid ${p.pid} ${write ? "write" : "read"} at ${hex(addressOf(vpn))}`, { arg: "va" });
         }

@@ -23,7 +23,7 @@ import { DmaError } from "../errors.js";
 import type { Kernel } from "./kernel.js";
 import type { MmStruct } from "./mm.js";
 import { filemapGetFolio, folioMarkDirty } from "./filemap.js";
-import { VM_EXEC, VM_READ, VM_WRITE, type Vma } from "./vma.js";
+import { VM_EXEC, VM_HUGEPAGE, VM_READ, VM_WRITE, type Vma } from "./vma.js";
 import { flushTlbMmRange } from "./tlbflush.js";
 import { doSwapPage } from "./swap.js";
 
@@ -100,7 +100,7 @@ function newAnonFolio(k: Kernel, vma: Vma, vpn: number, head: number, pmd: boole
 /** anon_vma_prepare: the VMA's anon_vma, made on its first anonymous page. */
 export function anonVmaPrepare(k: Kernel, vma: Vma): NonNullable<Vma["anonVma"]> {
   if (!vma.anonVma) {
-    vma.anonVma = k.newAnonVma(null);
+    vma.anonVma = findMergeableAnonVma(vma) ?? k.newAnonVma(null);
     vma.anonVma.link(vma);
   }
   return vma.anonVma;
@@ -110,12 +110,13 @@ export function anonVmaPrepare(k: Kernel, vma: Vma): NonNullable<Vma["anonVma"]>
 function thpSuitable(k: Kernel, mm: MmStruct, vma: Vma, vpn: number): boolean {
   if (vma.kind !== "anon" || vma.isShared) return false;
   if (k.thp === "never") return false;
-  if (k.thp === "madvise" && !(vma.flags & 0x20000000)) return false;
+  if (k.thp === "madvise" && !(vma.flags & VM_HUGEPAGE)) return false;
   const first = vpn - (vpn % 512);
   if (first < vma.start || first + 512 > vma.end) return false;
-  // The PMD slot must be empty: no page table below it yet.
-  const g = mm.pgd.ptepGet(first * 4096, 2);
-  return g.level === 2 && g.pte === 0n;
+  // The PMD slot must be empty: no page table below it yet (the walk may stop higher up,
+  // at an empty PDPT or PML4 entry, in a fresh part of the address space).
+  const g = mm.pgd.ptepGetVpn(first, 2);
+  return g.level >= 2 && g.pte === 0n;
 }
 
 /** do_anonymous_page (and do_huge_pmd_anonymous_page). */
@@ -162,6 +163,7 @@ function doFileFault(k: Kernel, mm: MmStruct, vma: Vma, vpn: number, f: FaultFla
     // do_cow_fault: a private copy of the file page.
     const copy = k.allocUserFolio(0);
     k.check(k.core.x.copyHighpage(copy, pfn), "copyHighpage");
+    k.clock.advance(k.costs.pageCopy.ns);
     newAnonFolio(k, vma, vpn, copy, false);
     setPte(k, mm, vpn, copy, pteBits(vma, true, true));
     mm.rss.anon++;
@@ -225,6 +227,7 @@ function cowPage(
 ): FaultResult {
   const page = k.allocUserFolio(0);
   k.check(k.core.x.copyHighpage(page, pfn), "copyHighpage");
+  k.clock.advance(k.costs.pageCopy.ns);
   newAnonFolio(k, vma, vpn, page, false);
   const write = !f.unshare;
   replacePte(k, mm, vpn, 1, mkPte(page, pteBits(vma, write, write)), f.cpu ?? -1);
@@ -263,7 +266,7 @@ export function handleMmFaultLocked(mm: MmStruct, vpn: number, f: FaultFlags): F
   const vma = mm.vmas.find(vpn);
   if (!vma || !accessAllowed(vma, f)) return "SIGSEGV";
   if (f.unshare && !vma.isCow) return "ok";
-  const got = mm.pgd.ptepGet(vpn * 4096);
+  const got = mm.pgd.ptepGetVpn(vpn);
   const { pte } = got;
   const huge = got.level === 2 && (pte & P) !== 0n && (pte & PS) !== 0n;
   if (pte === 0n) {
@@ -289,9 +292,24 @@ export function handleMmFaultLocked(mm: MmStruct, vpn: number, f: FaultFlags): F
 export function handleMmFault(mm: MmStruct, vpn: number, f: FaultFlags, who = "fault"): FaultResult {
   const ts = mm.kernel.clock.now;
   const r = mm.mmapLock.with("read", who, () => handleMmFaultLocked(mm, vpn, f));
-  const ns = mm.kernel.costs.minorFault.ns;
-  mm.kernel.clock.advance(ns);
+  // The trap and return; the handler may have charged more (a swap-in's block read).
+  mm.kernel.clock.advance(mm.kernel.costs.minorFault.ns);
+  const ns = mm.kernel.clock.now - ts;
   mm.kernel.trace.emit("mm.fault", { pcid: mm.pcid, va: vpn * 4096, write: !!f.write, result: r }, ts, ns, f.cpu ?? -1);
   mm.kernel.trace.count(`mm.faults.${r}`);
   return r;
+}
+
+/** find_mergeable_anon_vma: an adjacent VMA's anon_vma this one may share (next first). */
+function findMergeableAnonVma(vma: Vma): NonNullable<Vma["anonVma"]> | null {
+  const mm = vma.mm;
+  const next = mm.vmas.next(vma.end);
+  const prev = mm.vmas.prev(vma);
+  for (const [a, b, old] of [[vma, next, next], [prev, vma, prev]] as const) {
+    if (!a || !b || !old || !old.anonVma || old.anonVma.parent !== null) continue;
+    const compatible = a.end === b.start && a.file === b.file && a.kind === b.kind &&
+      ((a.flags ^ b.flags) & ~(VM_READ | VM_WRITE | VM_EXEC)) === 0 && b.pgoff === (a.pgoff + a.pages) % 2 ** 32;
+    if (compatible) return old.anonVma;
+  }
+  return null;
 }

@@ -5,6 +5,7 @@
  * @module
  */
 import * as F from "../abi/frame.js";
+import { DmaError } from "../errors.js";
 import type { Inode } from "../fs/inode.js";
 import type { Kernel } from "./kernel.js";
 
@@ -15,7 +16,7 @@ import type { Kernel } from "./kernel.js";
 export function filemapGetFolio(k: Kernel, inode: Inode, index: number): number {
   if (inode.kind === "dax") {
     const pfn = inode.daxPfns[index];
-    if (pfn === undefined) throw new RangeError(`dax file ${inode.path} has no block ${index}`);
+    if (pfn === undefined) throw new DmaError("EFAULT", `fsdax file ${inode.path} has no block ${index}`, { arg: "index" });
     return pfn;
   }
   const have = inode.pages.get(index);

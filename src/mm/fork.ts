@@ -7,10 +7,12 @@
  * page must stay the page its process sees (the 2020-2022 GUP/COW fixes, KERNEL-SPEC 3.5).
  * @module
  */
+import * as F from "../abi/frame.js";
 import * as H from "../abi/header.js";
 import type { MmStruct } from "./mm.js";
 import { flushTlbMm } from "./tlbflush.js";
 import { vmaLink } from "./vma-ops.js";
+import { VM_LOCKED } from "./vma.js";
 
 export interface ForkStats {
   anon: number;
@@ -30,11 +32,15 @@ export function dupMmap(parent: MmStruct, child: MmStruct, local = -1): ForkStat
     for (const v of parent.vmas.all()) {
       const cv = v.clone(v.start, v.end);
       cv.mm = child;
+      cv.flags &= ~VM_LOCKED; // mlock is not inherited (dup_mmap clears VM_LOCKED)
       if (v.anonVma) cv.anonVma = k.newAnonVma(v.anonVma);
       vmaLink(child, cv);
       if (v.kind === "device") {
         // VM_PFNMAP: the frames are copied as entries; nothing to account.
       }
+      // vma_needs_copy: a fault fills in what a VMA without anon_vma maps; only PFNMAP and
+      // anonymous pages must be copied now.
+      if (!v.anonVma && v.kind !== "device") continue;
       let flags = 0;
       if (v.isCow) flags |= H.COPY_COW;
       if (parent.hasPinned) flags |= H.COPY_HAS_PINNED;
@@ -47,9 +53,17 @@ export function dupMmap(parent: MmStruct, child: MmStruct, local = -1): ForkStat
       stats.anon += anon;
       stats.file += file;
       const copies = c.reg32(H.REG_COPIED);
+      // copy_pte_range: a store per entry copied, and a page copy per early-copied page.
+      k.clock.advance((anon + file) * k.costs.pteWrite.ns);
       stats.copied += copies;
-      // The copies' pfns are the ring's first words: they join the LRU.
-      for (let i = 0; i < copies; i++) k.lruAdd(c.u32[(c.ring + H.RING_ENTRY0 + 4 * i) >>> 2]!, true);
+      // The copies' pfns are the ring's first words: they join the LRU, and each 4 KiB
+      // page of them was copied.
+      for (let i = 0; i < copies; i++) {
+        const pfn = c.u32[(c.ring + H.RING_ENTRY0 + 4 * i) >>> 2]!;
+        const order = (k.flagsOf(pfn) >>> F.FLAGS_ORDER_SHIFT) & F.FLAGS_ORDER_MASK;
+        k.clock.advance(2 ** order * k.costs.pageCopy.ns);
+        k.lruAdd(pfn, true);
+      }
       stats.swap += c.reg32(H.REG_SWAP);
       child.rss.anon += anon;
       if (v.file?.kind === "shmem") child.rss.shmem += file;

@@ -172,11 +172,11 @@ export class Kernel {
     return this.check(this.core.x.allocPages(this.userZones, order, flags), "allocPages");
   }
 
-  /** lru_cache_add: put a folio on its LRU list (PG_lru). */
+  /** lru_cache_add: put a folio on its LRU list (PG_lru), off the other (a reused frame). */
   lruAdd(head: number, anon: boolean): void {
     this.pageFlags(head, F.PG_lru, 0);
-    const list = anon ? this.lru.anon : this.lru.file;
-    list.delete(head);
-    list.add(head);
+    this.lru.anon.delete(head);
+    this.lru.file.delete(head);
+    (anon ? this.lru.anon : this.lru.file).add(head);
   }
 }

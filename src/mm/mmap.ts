@@ -68,26 +68,27 @@ function isFree(mm: MmStruct, start: number, pages: number): boolean {
 }
 
 /** doMmap - map @r; returns the first page. The caller holds mmap_lock for write. */
-export function doMmap(mm: MmStruct, r: MmapRequest): number {
+export function doMmap(mm: MmStruct, r: MmapRequest, local = -1): number {
   const k = mm.kernel;
   const limit = mm.kernel.taskSizePages();
   let start: number;
   if (r.fixed) {
     start = r.addr!;
+    if (start < 16) throw new DmaError("EPERM", "mmap: below mmap_min_addr", { arg: "addr" });
     if (start + r.pages > limit) throw einval("addr", "the range ends above the user address space");
     if (mm.vmas.overlapping(start, start + r.pages).length) {
       if (r.noreplace) throw new DmaError("EEXIST", "mmap: MAP_FIXED_NOREPLACE over a mapping", { arg: "addr" });
-      doMunmap(mm, start, r.pages);
+      doMunmap(mm, start, r.pages, local);
     }
   } else {
     // THP: an anonymous mapping of at least 2 MiB starts on a 2 MiB boundary.
     const align = r.kind === "anon" && !r.shared && r.pages >= 512 && k.thp !== "never" ? 512 : 1;
     const hint = r.addr;
-    const found = hint !== null && hint % align === 0 && isFree(mm, hint, r.pages) ? hint : getUnmappedArea(mm, r.pages, align);
+    const found = hint !== null && isFree(mm, hint, r.pages) ? hint : getUnmappedArea(mm, r.pages, align);
     if (found === null) throw new DmaError("ENOMEM", `mmap: no room for ${r.pages} pages`, { arg: "length" });
     start = found;
   }
-  const v = new Vma(mm, start, start + r.pages, vmFlagsOf(r), r.kind, r.kind === "anon" ? 0 : r.pgoff);
+  const v = new Vma(mm, start, start + r.pages, vmFlagsOf(r), r.kind, r.kind === "anon" ? start % 2 ** 32 : r.pgoff);
   v.file = r.file;
   v.pfn = r.pfn;
   if (r.kind === "device") {
@@ -146,6 +147,8 @@ export function zapVmaRange(mm: MmStruct, v: Vma, start: number, end: number, ou
     else mm.rss.file -= file;
     mm.rss.swap -= c.reg32(H.REG_SWAP);
     if (records) k.trace.count("mm.zap_foreign_entries", records);
+    // One store per entry cleared (zap_pte_range); a huge leaf is one entry for 512 pages.
+    k.clock.advance(c.regF64(H.REG_PAGES) * k.costs.pteWrite.ns);
     const resume = c.regF64(H.REG_RESUME);
     if (resume < 0) break;
     vpn = resume;

@@ -15,8 +15,8 @@ import * as X from "../abi/x86.js";
 import type { MmStruct } from "./mm.js";
 import { zapVmaRange } from "./mmap.js";
 import { flushTlbMmRange } from "./tlbflush.js";
-import { mergeAround, splitAround } from "./vma-ops.js";
-import { VM_EXEC, VM_MAYEXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE } from "./vma.js";
+import { mergeAround, splitVma } from "./vma-ops.js";
+import { VM_EXEC, VM_MAYEXEC, VM_MAYWRITE, VM_READ, VM_WRITE } from "./vma.js";
 import { DmaError } from "../errors.js";
 
 export interface Prot {
@@ -25,10 +25,20 @@ export interface Prot {
   exec: boolean;
 }
 
+/** The VM_* flags @old becomes under @prot. */
+function newFlags(old: number, prot: Prot): number {
+  let f = old & ~(VM_READ | VM_WRITE | VM_EXEC);
+  if (prot.read) f |= VM_READ;
+  if (prot.write) f |= VM_WRITE;
+  if (prot.exec) f |= VM_EXEC;
+  return f;
+}
+
 /**
- * doMprotect - give pages [start, start + pages) @prot. ENOMEM if part of the range is not
- * mapped (nothing changes then); EACCES-like EPERM... a shared read-only file cannot be made
- * writable in Linux only when opened read-only, which dmalab's files are not.
+ * doMprotect - give pages [start, start + pages) @prot (mprotect_fixup on each VMA).
+ * ENOMEM if part of the range is not mapped, EPERM if a mapping may not get the rights
+ * (VM_MAYWRITE / VM_MAYEXEC); nothing changes then. A VMA whose rights do not change is
+ * left whole; the others are split at the range's ends, changed, and merged again.
  */
 export function doMprotect(mm: MmStruct, start: number, pages: number, prot: Prot, local = -1): void {
   const k = mm.kernel;
@@ -45,12 +55,13 @@ export function doMprotect(mm: MmStruct, start: number, pages: number, prot: Pro
     if (prot.exec && !(v.flags & VM_MAYEXEC)) throw new DmaError("EPERM", "mprotect: mapping may not be executable", { arg: "prot" });
   }
   let tighter = false;
-  for (const v of splitAround(mm, start, end)) {
-    const old = v.flags;
-    let f = old & ~(VM_READ | VM_WRITE | VM_EXEC);
-    if (prot.read) f |= VM_READ;
-    if (prot.write) f |= VM_WRITE;
-    if (prot.exec) f |= VM_EXEC;
+  for (const v0 of mm.vmas.overlapping(start, end)) {
+    const old = v0.flags;
+    const f = newFlags(old, prot);
+    if (f === old) continue; // mprotect_fixup: nothing to do, no split
+    let v = v0;
+    if (v.start < start) v = splitVma(mm, v, start)[1];
+    if (v.end > end) splitVma(mm, v, end);
     v.flags = f;
     const none = !(f & (VM_READ | VM_WRITE | VM_EXEC));
     const wasNone = !(old & (VM_READ | VM_WRITE | VM_EXEC));
@@ -63,15 +74,18 @@ export function doMprotect(mm: MmStruct, start: number, pages: number, prot: Pro
     if (f & VM_EXEC && !(old & VM_EXEC)) clrHi |= 1 << (X.PTE_BIT_NX - 32);
     if (none && !wasNone) clrLo |= X.PTE_US | X.PTE_RW;
     if (!none && wasNone) setLo |= X.PTE_US;
-    // A shared writable mapping keeps its entries read-only until written (dirty tracking).
+    // Gaining write sets no RW: the next write faults and do_wp_page decides.
     if (setLo | clrLo | setHi | clrHi) {
       k.check(k.core.x.ptProtect(mm.pgd.pfn, v.start, v.pages, setLo, setHi >>> 0, clrLo, clrHi >>> 0), "mprotect");
     }
     if (clrLo || setHi) tighter = true;
-    void (old & VM_SHARED);
   }
   if (tighter) flushTlbMmRange(mm, start, end, local);
-  for (const v of mm.vmas.overlapping(start, end)) mergeAround(mm, v);
+  for (let at2 = start; at2 <= end; ) {
+    const v = mm.vmas.find(at2);
+    if (!v) break;
+    at2 = mergeAround(mm, v).end;
+  }
 }
 
 /** doMadviseDontneed - zap pages [start, start + pages) and keep the VMAs. */

@@ -54,11 +54,18 @@ export function readPage(core: Core, frames: number, pfn: number, zone: ZoneName
     flags,
     order: (flagsWord >>> F.FLAGS_ORDER_SHIFT) & F.FLAGS_ORDER_MASK,
     refcount: i32[w + F.FRAME_REFCOUNT / 4]!,
-    mapcount: i32[w + F.FRAME_MAPCOUNT / 4]!,
+    mapcount: i32[w + F.FRAME_MAPCOUNT / 4]! + entireMapcount(core, frames, pfn, flagsWord),
     pincount,
     mapping: isTail ? 0 : u32[w + F.FRAME_MAPPING / 4]!,
     index: isTail ? 0 : u32[w + F.FRAME_INDEX / 4]!,
     head: isTail ? u32[w + F.FRAME_MAPPING / 4]! : null,
     backed: u32[w + F.FRAME_BACKING / 4]! !== 0,
   };
+}
+
+/** A large folio's PMD mappings (its entire mapcount, in the first tail's refcount field). */
+function entireMapcount(core: Core, frames: number, pfn: number, flags: number): number {
+  const head = flags & F.PG_tail ? core.u32[(frames + pfn * F.FRAME_SIZE + F.FRAME_MAPPING) >>> 2]! : flags & F.PG_head ? pfn : -1;
+  if (head < 0) return 0;
+  return core.i32[(frames + (head + 1) * F.FRAME_SIZE + F.FRAME_REFCOUNT) >>> 2]!;
 }

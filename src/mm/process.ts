@@ -7,7 +7,7 @@
  * @module
  */
 import { DmaError, einval } from "../errors.js";
-import { type Address, pageCount, pageNumber, splitAddress } from "../core/addr.js";
+import { type Address, addressOf, pageCount, pageNumber, splitAddress } from "../core/addr.js";
 import type { Cpu } from "../mmu/cpu.js";
 import type { Inode } from "../fs/inode.js";
 import { handleMmFault } from "./fault.js";
@@ -17,9 +17,10 @@ import { MmStruct } from "./mm.js";
 import { doMmap, doMunmap, type MmapRequest, zapVmaRange } from "./mmap.js";
 import { doMadviseDontneed, doMprotect, type Prot } from "./mprotect.js";
 import { flushTlbMm } from "./tlbflush.js";
-import { vmaUnlink } from "./vma-ops.js";
-import { vmaPermString, type Vma } from "./vma.js";
+import { mergeAround, splitVma, vmaUnlink } from "./vma-ops.js";
+import { VM_HUGEPAGE, vmaPermString, type Vma } from "./vma.js";
 import { accessCopy } from "./access.js";
+import { doMlock } from "./mlock.js";
 
 export type ProtSpec = Partial<Prot> | string;
 
@@ -130,10 +131,10 @@ export class Process {
       kind, file, pgoff: offset / 4096, pfn: o.devicePfn ?? null,
     };
     const ts = k.clock.now;
-    const start = this.mm.mmapLock.with("write", this.#who("mmap"), () => doMmap(this.mm, req));
+    const start = this.mm.mmapLock.with("write", this.#who("mmap"), () => doMmap(this.mm, req, this.cpu.index));
     k.trace.emit("mm.mmap", { pid: this.pid, start: start * 4096, size: pages * 4096, prot: vmaPermString(this.mm.vmas.find(start)!.flags), kind }, ts);
     if (o.populate) this.touch(start * 4096, pages * 4096, prot.write ? "w" : "r");
-    return start * 4096;
+    return addressOf(start);
   }
 
   /** munmap - unmap [addr, addr + length); unmapped holes are fine (as in Linux). */
@@ -162,15 +163,46 @@ export class Process {
     this.#alive();
     const start = pageNumber(addr, "addr");
     const pages = pageCount(length, "length");
+    if (advice === "dontneed" || advice === "hugepage") {
+      let at = start;
+      for (const v of this.mm.vmas.overlapping(start, start + pages)) {
+        if (v.start > at) break;
+        at = v.end;
+      }
+      if (at < start + pages) throw new DmaError("ENOMEM", "madvise: part of the range is not mapped", { arg: "addr" });
+    }
     if (advice === "dontneed") {
       this.mm.mmapLock.with("read", this.#who("madvise"), () => doMadviseDontneed(this.mm, start, pages, this.cpu.index));
     } else if (advice === "hugepage") {
       this.mm.mmapLock.with("write", this.#who("madvise"), () => {
-        for (const v of this.mm.vmas.overlapping(start, start + pages)) v.flags |= 0x20000000;
+        // madvise_update_vma: only the advised range gets VM_HUGEPAGE (split, then merge).
+        const end = start + pages;
+        for (const v of this.mm.vmas.overlapping(start, end)) {
+          if (v.flags & VM_HUGEPAGE) continue;
+          const s0 = Math.max(start, v.start);
+          const e0 = Math.min(end, v.end);
+          let mid = v;
+          if (s0 > mid.start) mid = splitVma(this.mm, mid, s0)[1];
+          if (e0 < mid.end) splitVma(this.mm, mid, e0);
+          mid.flags |= VM_HUGEPAGE;
+          mergeAround(this.mm, mid);
+        }
       });
     } else {
       throw einval("advice", `unknown advice ${String(advice)}`);
     }
+  }
+
+  /** mlock - lock [addr, addr + length) in memory: VM_LOCKED, every page faulted in. */
+  mlock(addr: Address, length: Address): void {
+    this.#alive();
+    doMlock(this.mm, addr, length, true, this.cpu.index, this.#who("mlock"));
+  }
+
+  /** munlock - undo mlock over [addr, addr + length): the pages may be reclaimed again. */
+  munlock(addr: Address, length: Address): void {
+    this.#alive();
+    doMlock(this.mm, addr, length, false, this.cpu.index, this.#who("munlock"));
   }
 
   /** read - @length bytes at @va, as the CPU reads them (faulting pages in). */
@@ -234,8 +266,8 @@ export class Process {
   /** maps - /proc/pid/maps. */
   maps(): MapsEntry[] {
     return this.mm.vmas.all().map((v) => ({
-      start: v.start * 4096,
-      end: v.end * 4096,
+      start: addressOf(v.start),
+      end: addressOf(v.end),
       perms: vmaPermString(v.flags),
       offset: v.kind === "anon" ? 0 : v.pgoff * 4096,
       kind: v.kind,

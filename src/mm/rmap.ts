@@ -49,7 +49,7 @@ export function rmapWalk(k: Kernel, pfn: number): RmapHit[] {
     if (vma.mm.dead) continue;
     const vpn = vma.vpnOf(index);
     if (vpn < 0) continue;
-    const g = vma.mm.pgd.ptepGet(vpn * 4096);
+    const g = vma.mm.pgd.ptepGetVpn(vpn);
     if (!(g.pte & BigInt(X.PTE_P))) continue;
     const mapped = Number((g.pte >> 12n) & 0xffffffffffn);
     if (g.level === 1 && mapped === pfn) out.push({ mm: vma.mm, vma, vpn, level: 1, pte: g.pte });

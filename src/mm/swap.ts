@@ -3,12 +3,20 @@
  * swap-entry encoding (src/abi/x86.ts SWP_*). The swap map itself is the core's
  * (assembly/mm/swap.ts): fork duplicates references and zap drops them without the host.
  *
+ * Reclaim (vmscan.ts) makes the slots: swapOutFolio moves a page's bytes into a new slot
+ * holding one reference per mapping about to become a swap entry (add_to_swap + pageout);
+ * swapInfo reports the device's use, as /proc/swaps does.
+ *
  * Not modeled: the swap cache. A slot referenced by two entries (after fork) is read into
- * a separate page for each, which the COW that would follow makes private anyway.
+ * a separate page for each, which the COW that would follow makes private anyway; and a
+ * page leaves memory as soon as its bytes are in the slot, where Linux keeps it in the
+ * swap cache until the write completes.
  * @module
  */
 import * as F from "../abi/frame.js";
+import * as H from "../abi/header.js";
 import * as X from "../abi/x86.js";
+import { ENOSPC } from "../abi/errno.js";
 import type { FaultFlags, FaultResult } from "./fault.js";
 import { anonVmaPrepare, handleMmFaultLocked, mkPte, pteBits } from "./fault.js";
 import type { Kernel } from "./kernel.js";
@@ -56,7 +64,36 @@ export function doSwapPage(k: Kernel, mm: MmStruct, vma: Vma, vpn: number, pte: 
   k.check(k.core.x.swapPut(slot), "swapPut");
   mm.rss.swap--;
   mm.rss.anon++;
+  // A major fault: the page is read from the swap device (swap_read_folio).
+  k.clock.advance(k.costs.blockRead.ns);
   k.trace.count("mm.fault.swapin");
+  k.trace.count("mm.pswpin");
   if (f.write && !write) return handleMmFaultLocked(mm, vpn, f); // now a COW of a shared page
   return "ok";
+}
+
+/** What the swap device holds, in 4 KiB slots (si_swapinfo, /proc/swaps). */
+export interface SwapInfo {
+  total: number;
+  used: number;
+  free: number;
+}
+
+/** swapInfo - the swap device's size and use. */
+export function swapInfo(k: Kernel): SwapInfo {
+  const total = k.core.hdr(H.HDR_SWAP_SLOTS);
+  const used = k.core.hdr(H.HDR_SWAP_USED);
+  return { total, used, free: total - used };
+}
+
+/**
+ * swapOutFolio - move page @pfn's bytes into a new swap slot holding @count references
+ * (one per mapping that is about to become a swap entry): folio_alloc_swap and the write
+ * of pageout() in one step. Returns the slot, or null when swap is full (nothing changed).
+ * The caller replaces the mappings and drops the page.
+ */
+export function swapOutFolio(k: Kernel, pfn: number, count: number): number | null {
+  const rc = k.core.x.swapOut(pfn, count);
+  if (rc === -ENOSPC) return null;
+  return k.check(rc, "swapOut");
 }

@@ -13,16 +13,30 @@ export function vmaLink(mm: MmStruct, v: Vma): void {
   v.file?.mmaps.add(v);
 }
 
-/** unlink: remove @v from its mm and the reverse maps. */
+/**
+ * unlink: remove @v from its mm and the reverse maps. The hidden shmem file behind shared
+ * anonymous memory goes with its last mapping: nothing else can reach it, so its page-cache
+ * pages lose the cache's reference (and are freed when nothing else holds them).
+ */
 export function vmaUnlink(mm: MmStruct, v: Vma): void {
   mm.vmas.remove(v);
   v.anonVma?.unlink(v);
-  v.file?.mmaps.delete(v);
+  const f = v.file;
+  if (!f) return;
+  f.mmaps.delete(v);
+  if (f.hidden && f.mmaps.size === 0) {
+    const k = mm.kernel;
+    for (const pfn of f.pages.values()) k.folioRef(pfn, -1);
+    f.pages.clear();
+    k.inodes.delete(f.id);
+  }
 }
 
 /** split_vma: cut @v at page @at; returns [below, above] (both linked). */
 export function splitVma(mm: MmStruct, v: Vma, at: number): [Vma, Vma] {
   if (at <= v.start || at >= v.end) throw new RangeError(`split at ${at} outside [${v.start}, ${v.end})`);
+  // vma_adjust_trans_huge: a huge leaf the cut goes through becomes PTEs, accounting moved.
+  if (at % 512 !== 0) mm.kernel.check(mm.kernel.core.x.splitHugePmd(mm.pgd.pfn, at), "splitHugePmd");
   const above = v.clone(at, v.end);
   v.end = at;
   vmaLink(mm, above);
@@ -47,15 +61,29 @@ export function splitAround(mm: MmStruct, start: number, end: number): Vma[] {
 export function mergeAround(mm: MmStruct, v: Vma): Vma {
   let cur = v;
   const prev = mm.vmas.prev(cur);
-  if (prev && prev.canMergeWith(cur)) {
+  const next0 = mm.vmas.next(cur.end);
+  const prevOk = !!prev && prev.canMergeWith(cur);
+  let nextOk = !!next0 && next0.start === cur.end && cur.canMergeWith(next0);
+  // All three only if prev's and next's anon_vmas agree too (are_anon_vmas_compatible).
+  if (prevOk && nextOk && prev!.anonVma && next0!.anonVma && prev!.anonVma !== next0!.anonVma) nextOk = false;
+  if (prevOk) {
     vmaUnlink(mm, cur);
-    prev.end = cur.end;
-    cur = prev;
+    adoptAnonVma(prev!, cur);
+    prev!.end = cur.end;
+    cur = prev!;
   }
-  const next = mm.vmas.next(cur.end);
-  if (next && next.start === cur.end && cur.canMergeWith(next)) {
-    vmaUnlink(mm, next);
-    cur.end = next.end;
+  if (nextOk) {
+    vmaUnlink(mm, next0!);
+    adoptAnonVma(cur, next0!);
+    cur.end = next0!.end;
   }
   return cur;
+}
+
+/** dup_anon_vma: @into, about to take in @from's range, takes @from's anon_vma if it has none. */
+function adoptAnonVma(into: Vma, from: Vma): void {
+  if (!into.anonVma && from.anonVma) {
+    into.anonVma = from.anonVma;
+    into.anonVma.link(into);
+  }
 }

@@ -38,7 +38,11 @@ export class Vma {
   end: number;
   flags: number;
   kind: VmaKind;
-  /** Page offset in the file (file, shmem, dax, device), or of the anon range's origin. */
+  /**
+   * vm_pgoff: the page offset in the file (file, shmem, dax, device); for anonymous memory
+   * the page number of the mapping's address, as Linux sets it (so adjacent anonymous
+   * mappings continue each other and merge). Kept modulo 2^32, the width of a page's index.
+   */
   pgoff: number;
   file: Inode | null;
   /** Reverse map of anonymous pages (private mappings, once a page was written). */
@@ -71,15 +75,15 @@ export class Vma {
     return (this.flags & VM_SHARED) !== 0;
   }
 
-  /** The page offset (in its file or anon range) of page @vpn of this VMA. */
+  /** The page offset (in its file or anon range, modulo 2^32) of page @vpn of this VMA. */
   pgoffOf(vpn: number): number {
-    return this.pgoff + (vpn - this.start);
+    return (this.pgoff + (vpn - this.start)) % 2 ** 32;
   }
 
   /** The page of this VMA at offset @index, or -1 outside it. */
   vpnOf(index: number): number {
-    const vpn = this.start + (index - this.pgoff);
-    return vpn >= this.start && vpn < this.end ? vpn : -1;
+    const vpn = this.start + ((index - this.pgoff + 2 ** 32) % 2 ** 32);
+    return vpn < this.end ? vpn : -1;
   }
 
   /** A copy with the same backing over [start, end) (for splits). */
@@ -98,8 +102,8 @@ export class Vma {
       (this.flags & MERGE_MASK) === (next.flags & MERGE_MASK) &&
       this.kind === next.kind &&
       this.file === next.file &&
-      this.anonVma === next.anonVma &&
-      next.pgoff === this.pgoff + this.pages &&
+      anonVmaCompatible(this, next) &&
+      next.pgoff === (this.pgoff + this.pages) % 2 ** 32 &&
       (this.pfn === null) === (next.pfn === null) &&
       (this.pfn === null || next.pfn === this.pfn + this.pages)
     );
@@ -114,4 +118,14 @@ export function vmaPermString(flags: number): string {
     (flags & VM_EXEC ? "x" : "-") +
     (flags & VM_SHARED ? "s" : "p")
   );
+}
+
+/**
+ * is_mergeable_anon_vma: the same anon_vma, or one side has none and the other's
+ * anon_vma_chain is singular (its anon_vma is not one fork chained to a parent's).
+ */
+export function anonVmaCompatible(a: Vma, b: Vma): boolean {
+  if (a.anonVma && b.anonVma) return a.anonVma === b.anonVma;
+  const one = a.anonVma ?? b.anonVma;
+  return !one || one.parent === null;
 }

@@ -164,9 +164,13 @@ export class PageTable {
    * entry above @level stops there: the result's level says where.
    */
   ptepGet(va: Address, level = 0): PtepResult {
+    return this.ptepGetVpn(pageNumber(va, "va"), level);
+  }
+
+  /** ptepGetVpn - ptepGet by page number (exact for every address, for the kernel's own use). */
+  ptepGetVpn(vpn: number, level = 0): PtepResult {
     if (!Number.isInteger(level) || level < 0) throw einval("level", `${level} is not a level`);
     const c = this.#core;
-    const vpn = pageNumber(va, "va");
     const got = c.check(c.x.ptepGet(this.pfn, vpn, level), "ptepGet");
     const pte = (BigInt(c.reg32(H.REG_PTE_HI)) << 32n) | BigInt(c.reg32(H.REG_PTE_LO));
     return { level: got, pte, info: decodePte(pte, got) };

@@ -35,6 +35,7 @@ export interface TraceEventArgs {
   "mm.fork": { pid: number; child: number; anon: number; file: number; copied: number };
   "mm.exit": { pid: number };
   "mm.writeback": { path: string; pages: number; pinned: number };
+  "mm.truncate": { path: string; from: number; to: number; unmapped: number; dropped: number; kept: number };
   "mm.reclaim": { scanned: number; reclaimed: number; swapped: number; written: number };
   "mm.oom_reap": { pid: number; pages: number; nonblock: boolean };
   "mm.migrate": { from: number; to: number; mappings: number };
