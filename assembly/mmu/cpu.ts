@@ -5,7 +5,7 @@
  */
 import {
   CPU_CR3_PFN, CPU_PCID, CPU_CTRL, CPU_PKRU, CPU_TICK, CPU_LIVE, CPU_SIZE, CTRL_ALL, CTRL_PGE,
-  CTRL_PCIDE, ACC_MASK, ACC_WRITE, XLATE_NOTLB, XLATE_NOSIDE, RING_ENTRY0, RENT_SIZE, TREQ_VA,
+  CTRL_PCIDE, ACC_MASK, ACC_WRITE, XLATE_NOTLB, XLATE_NOSIDE, XLATE_STOP, RING_ENTRY0, RENT_SIZE, TREQ_VA,
   TREQ_ACCESS, TREQ_STATUS, TREQ_PA, TLBE_DATA, TLBE_STAMP, REG_HITS, REG_MISSES, REG_WALKS,
   REG_LOADS, REG_FAULTS, REG_SPURIOUS, INVPCID_ADDR, INVPCID_SINGLE, INVPCID_ALL_GLOBAL,
   INVPCID_ALL_NONGLOBAL, TLB_TAG_SIZE_SHIFT, TLBE_TAG, XLATE_HIT, TLBE_SIZE,
@@ -155,24 +155,28 @@ export function tlbInvpcid(cpu: u32, type: u32, pcid: u32, vpn: f64): i32 {
 }
 
 /**
- * translateBatch - translate the first @n requests of this thread's ring on @cpu.
+ * translateBatch - translate requests [@first, @first + @n) of this thread's ring on @cpu.
  *
  * Each request is {va, access}; each gets a status (the page size and whether the TLB hit,
  * a fault as vector << 16 | error code, or -EINVAL for unknown access bits; see TREQ_* in
  * src/abi/header.ts) and, on success, the physical address. A TLB hit whose
  * rights no longer allow the access, or a write through an entry not yet dirty, drops the
  * entry and walks again, as the CPU does after the (spurious) fault or for the D-bit update.
- * @flags: XLATE_NOTLB to bypass the TLB, XLATE_NOSIDE for a walk that writes nothing.
- * Returns @n, or -EINVAL for a bad cpu, count or flags, or a CPU without an address space.
+ * @flags: XLATE_NOTLB to bypass the TLB, XLATE_NOSIDE for a walk that writes nothing,
+ * XLATE_STOP to stop at the first fault (the requests after it are left alone, as a CPU
+ * executing the accesses in order would not reach them).
+ * Returns how many requests were processed (@n, or up to and including the first fault
+ * with XLATE_STOP), or -EINVAL for a bad cpu, range or flags, or a CPU without an address
+ * space.
  * The ring's result registers receive this batch's counts of hits, misses, walks, entry
  * loads, faults and spurious faults.
  */
-export function translateBatch(cpu: u32, n: u32, flags: u32): i32 {
+export function translateBatch(cpu: u32, first: u32, n: u32, flags: u32): i32 {
   const rr = ringCheck();
   if (rr < 0) return rr;
   if (cpu >= NR_CPUS) return fail(EINVAL, R_CPU, cpu);
-  if (n > RING_ENTRIES) return fail(EINVAL, R_COUNT, n);
-  if (flags & ~(XLATE_NOTLB | XLATE_NOSIDE)) return fail(EINVAL, R_FLAGS, flags);
+  if (first > RING_ENTRIES || n > RING_ENTRIES - first) return fail(EINVAL, R_COUNT, first + n);
+  if (flags & ~(XLATE_NOTLB | XLATE_NOSIDE | XLATE_STOP)) return fail(EINVAL, R_FLAGS, flags);
   const c = cpuAddr(cpu);
   const root = load<u32>(c + CPU_CR3_PFN);
   if (root == NONE) return fail(EINVAL, R_ROOT, cpu);
@@ -193,7 +197,9 @@ export function translateBatch(cpu: u32, n: u32, flags: u32): i32 {
   const base = tlbBase(cpu);
   const setMask = <u64>(TLB_SETS - 1);
   const setBytes = <usize>TLB_WAYS * TLBE_SIZE;
-  let req = RING + RING_ENTRY0;
+  const stop = (flags & XLATE_STOP) != 0;
+  let done = n;
+  let req = RING + RING_ENTRY0 + <usize>first * RENT_SIZE;
   for (let i: u32 = 0; i < n; i++, req += RENT_SIZE) {
     const va = load<u64>(req + TREQ_VA);
     const acc = load<u32>(req + TREQ_ACCESS);
@@ -204,6 +210,10 @@ export function translateBatch(cpu: u32, n: u32, flags: u32): i32 {
     if (<i64>(va << sh) >> sh != <i64>va) {
       store<i32>(req + TREQ_STATUS, X86_TRAP_GP << 16);
       faults++;
+      if (stop) {
+        done = i + 1;
+        break;
+      }
       continue;
     }
     const lvpn = (va & vaMask) >> 12;
@@ -233,6 +243,10 @@ export function translateBatch(cpu: u32, n: u32, flags: u32): i32 {
     if (st != 0) {
       store<i32>(req + TREQ_STATUS, st);
       faults++;
+      if (stop) {
+        done = i + 1;
+        break;
+      }
       continue;
     }
     store<i32>(req + TREQ_STATUS, <i32>walkSize);
@@ -249,7 +263,7 @@ export function translateBatch(cpu: u32, n: u32, flags: u32): i32 {
   store<u32>(RING + REG_LOADS, loads);
   store<u32>(RING + REG_FAULTS, faults);
   store<u32>(RING + REG_SPURIOUS, spurious);
-  return <i32>n;
+  return <i32>done;
 }
 
 

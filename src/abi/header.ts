@@ -194,6 +194,7 @@ export const ACC_MASK = ACC_WRITE | ACC_USER | ACC_FETCH | ACC_AC;
 /* translateBatch flags. */
 export const XLATE_NOTLB = 1 << 0; // bypass the TLB: no lookup, no fill (still sets A/D)
 export const XLATE_NOSIDE = 1 << 1; // functional walk: no TLB, no A/D writes
+export const XLATE_STOP = 1 << 2; // stop at the first fault, as a CPU executing the accesses
 
 /* invpcid types (SDM INVPCID). */
 export const INVPCID_ADDR = 0;

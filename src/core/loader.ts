@@ -32,7 +32,7 @@ export interface CoreExports {
   tlbFlushRange(cpu: number, vpn: number, npages: number): number;
   tlbInvpcid(cpu: number, type: number, pcid: number, vpn: number): number;
   tlbFlushPcidRange(cpu: number, pcid: number, vpn: number, npages: number): number;
-  translateBatch(cpu: number, n: number, flags: number): number;
+  translateBatch(cpu: number, first: number, n: number, flags: number): number;
   zapRange(root: number, vpn: number, npages: number, cap: number): number;
   copyPageRange(src: number, dst: number, vpn: number, npages: number, flags: number, mapping: number, zones: number): number;
   folioRef(pfn: number, delta: number): number;

@@ -6,7 +6,7 @@
  */
 import { DmaError } from "../errors.js";
 import { type Address, addressOf, hex, splitAddress } from "../core/addr.js";
-import type { Translation } from "../mmu/access.js";
+import { accessBits, decodeStatus } from "../mmu/access.js";
 import type { Process } from "./process.js";
 
 /** Faults one access may take before it is a livelock (a bug), not progress. */
@@ -31,39 +31,19 @@ export function accessCopy(
   const k = p.kernel;
   const cpu = p.cpu;
   const cap = cpu.ring.capacity;
-  p.switchTo();
-  let faulted = false;
-  for (let at = 0; at < pages; at += cap) {
-    const n = Math.min(cap, pages - at);
-    const vas: Address[] = [];
-    for (let i = 0; i < n; i++) vas.push(addressOf(vpn0 + at + i));
-    const ts = cpu.translateMany(vas, { write, user: true });
-    for (let i = 0; i < n; i++) {
-      let t: Translation = ts[i]!;
-      // A fault handled for an earlier page may have mapped this one too (a THP): the CPU
-      // would retry the access, not take the stale fault.
-      if (!t.ok && faulted) t = cpu.translate(addressOf(vpn0 + at + i), { write, user: true });
-      for (let tries = 0; !t.ok; tries++) {
-        const vpn = vpn0 + at + i;
-        if (t.fault.vector === "#GP" || tries === MAX_FAULTS) {
-          throw new DmaError("EFAULT", `SIGSEGV: pid ${p.pid} ${write ? "write" : "read"} at ${hex(addressOf(vpn))} (${t.fault.vector})`, { arg: "va" });
-        }
-        const r = p.fault(vpn, write);
-        faulted = true;
-        if (r !== "ok") {
-          throw new DmaError("EFAULT", `${r}: pid ${p.pid} ${write ? "write" : "read"} at ${hex(addressOf(vpn))}`, { arg: "va" });
-        }
-        p.switchTo();
-        t = cpu.translate(addressOf(vpn), { write, user: true });
-      }
-      if (touch) continue;
-      // Bytes of this page that the access covers.
+  const ring = cpu.ring;
+  const bits = accessBits({ write, user: true });
+  const pas = new Float64Array(Math.min(cap, pages));
+  // Copy the bytes of pages [at + i0, at + i1) at the physical addresses translated.
+  const copy = (at: number, i0: number, i1: number): void => {
+    if (touch) return;
+    const c = k.core;
+    for (let i = i0; i < i1; i++) {
       const pageStart = (at + i) * 4096 - off0; // offset in the buffer of this page's byte 0
       const from = Math.max(0, pageStart);
       const to = Math.min(length, pageStart + 4096);
-      const pfn = Math.floor(t.pa / 4096);
+      const pfn = Math.floor(pas[i]! / 4096);
       const inPage = from - pageStart;
-      const c = k.core;
       if (data) {
         const addr = k.check(c.x.frameBytes(pfn, 1), "write");
         c.u8.set(data.subarray(from, to), addr + inPage);
@@ -72,6 +52,51 @@ export function accessCopy(
         if (addr) out.set(c.u8.subarray(addr + inPage, addr + inPage + (to - from)), from);
       }
     }
+  };
+  p.switchTo();
+  for (let at = 0; at < pages; at += cap) {
+    const n = Math.min(cap, pages - at);
+    const fill = (from: number): void => {
+      for (let i = from; i < n; i++) ring.setTranslate(i, addressOf(vpn0 + at + i), bits);
+    };
+    fill(0);
+    // As a CPU: run the accesses in order up to the first fault, take the fault, retry
+    // from the faulting access.
+    let done = 0; // accesses [0, done) translated
+    let tries = 0; // faults taken in a row on the same access
+    let faultedAt = -1;
+    let copied = 0; // pages [0, copied) copied
+    while (done < n) {
+      const got = cpu.translateRing(n - done, { first: done, stopAtFault: true });
+      const last = done + got - 1;
+      for (let i = done; i <= last; i++) pas[i] = ring.pa(i);
+      const st = ring.status(last);
+      if (st >= 0 && st < 0x10000) {
+        done += got;
+        continue;
+      }
+      done = last; // everything before the fault went through
+      // ... and stored its bytes, before the kernel runs (its fault path may reclaim or
+      // migrate those pages).
+      copy(at, copied, last);
+      copied = last;
+      const vpn = vpn0 + at + last;
+      tries = last === faultedAt ? tries + 1 : 0;
+      faultedAt = last;
+      const t = decodeStatus(st, addressOf(vpn), 0);
+      if (t.ok) throw new Error("unreachable: a fault status decodes as a fault");
+      if (t.fault.vector === "#GP" || tries === MAX_FAULTS) {
+        throw new DmaError("EFAULT", `SIGSEGV: pid ${p.pid} ${write ? "write" : "read"} at ${hex(addressOf(vpn))} (${t.fault.vector})`, { arg: "va" });
+      }
+      const r = p.fault(vpn, write);
+      if (r !== "ok") {
+        throw new DmaError("EFAULT", `${r}: pid ${p.pid} ${write ? "write" : "read"} at ${hex(addressOf(vpn))}`, { arg: "va" });
+      }
+      p.switchTo();
+      // The kernel's fault path uses this CPU's ring too: put the remaining accesses back.
+      fill(last);
+    }
+    copy(at, copied, n);
   }
   return out;
 }

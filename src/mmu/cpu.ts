@@ -155,16 +155,23 @@ export class Cpu {
   }
 
   /**
-   * translateRing - translate the first @n requests already in the ring (see Ring), charge
-   * their cost, and return @n. @opts.tlb false bypasses the TLB; @opts.sideEffects false is
-   * a walk that neither sets A/D bits nor fills the TLB (a debugger's view).
+   * translateRing - translate @n requests already in the ring (see Ring) from entry
+   * @opts.first (default 0), charge their cost, and return how many were processed.
+   * @opts.tlb false bypasses the TLB; @opts.sideEffects false is a walk that neither sets
+   * A/D bits nor fills the TLB (a debugger's view); @opts.stopAtFault stops after the first
+   * fault, as a CPU executing the accesses in order (the rest are not translated or
+   * charged).
    */
-  translateRing(n: number, opts: { tlb?: boolean; sideEffects?: boolean } = {}): number {
+  translateRing(
+    n: number,
+    opts: { tlb?: boolean; sideEffects?: boolean; first?: number; stopAtFault?: boolean } = {},
+  ): number {
     const c = this.#core;
     let flags = 0;
     if (opts.tlb === false) flags |= H.XLATE_NOTLB;
     if (opts.sideEffects === false) flags |= H.XLATE_NOSIDE;
-    c.check(c.x.translateBatch(this.index, n, flags), "translate");
+    if (opts.stopAtFault) flags |= H.XLATE_STOP;
+    n = c.check(c.x.translateBatch(this.index, opts.first ?? 0, n, flags), "translate");
     const hits = c.reg32(H.REG_HITS);
     const misses = c.reg32(H.REG_MISSES);
     const walks = c.reg32(H.REG_WALKS);

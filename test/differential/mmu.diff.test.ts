@@ -87,7 +87,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       k: fc.constant("xlate" as const),
       cpu: fc.integer({ min: 0, max: 1 }),
       reqs: fc.array(fc.record({ vpn: selArb, off: fc.integer({ min: 0, max: 4095 }), acc: fc.oneof({ weight: 6, arbitrary: fc.constantFrom(H.ACC_USER, H.ACC_USER | H.ACC_WRITE) }, { weight: 6, arbitrary: fc.integer({ min: 0, max: 0x1ff }).map((a) => a & H.ACC_MASK) }, { weight: 1, arbitrary: fc.constant(1) }), wild: fc.oneof({ weight: 12, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.constantFrom(0x8000, 0xffff0000, 0x100) }) }), { minLength: 1, maxLength: 24 }),
-      flags: fc.oneof({ weight: 12, arbitrary: fc.constant(0) }, { weight: 2, arbitrary: fc.constantFrom(H.XLATE_NOTLB, H.XLATE_NOSIDE) }, { weight: 1, arbitrary: fc.constant(4) }),
+      flags: fc.oneof({ weight: 10, arbitrary: fc.constant(0) }, { weight: 2, arbitrary: fc.constantFrom(H.XLATE_NOTLB, H.XLATE_NOSIDE, H.XLATE_STOP, H.XLATE_STOP | H.XLATE_NOTLB) }, { weight: 1, arbitrary: fc.constant(8) }),
     }),
   },
 );

@@ -242,6 +242,20 @@ describe("accesses the VMAs do not allow: SIGSEGV and SIGBUS (EFAULT)", () => {
     expect(p.read(ro + 100, 1)).toEqual(new Uint8Array(1));
   });
 
+  it("a write running into PROT_NONE stores the bytes before the faulting page (in order, as a CPU's copy does), not after", async () => {
+    const { p } = await setup();
+    const a = mmap(p, { length: 4 * PAGE }); // never touched: every page faults on the way
+    p.mprotect(a + 2 * PAGE, PAGE, "");
+    const data = new Uint8Array(3 * PAGE).fill(0xab);
+    const e = caught(() => p.write(a + PAGE / 2, data));
+    expect([e.code, e.arg]).toEqual(["EFAULT", "va"]);
+    expect(e.message).toContain((a + 2 * PAGE).toString(16));
+    const first = p.read(a, 2 * PAGE);
+    expect(first.subarray(0, PAGE / 2).every((b) => b === 0)).toBe(true);
+    expect(first.subarray(PAGE / 2).every((b) => b === 0xab)).toBe(true); // 1.5 pages stored
+    expect(p.read(a + 3 * PAGE, PAGE).every((b) => b === 0)).toBe(true); // the page after: untouched
+  });
+
   it("an access of unmapped memory is SIGSEGV: a hole, below every mapping, a non-canonical address", async () => {
     const { p } = await setup();
     const a = mmap(p, { length: 3 * PAGE });

@@ -139,9 +139,9 @@ export class CoreDriver implements Driver {
       c.u32[e + 1] = hi;
       c.u32[e + H.TREQ_ACCESS / 4] = acc;
     });
-    const rc = c.x.translateBatch(cpu, reqs.length, flags);
+    const rc = c.x.translateBatch(cpu, 0, reqs.length, flags);
     if (rc < 0) return this.#r(rc);
-    const out = reqs.map((_, i) => {
+    const out = reqs.slice(0, rc).map((_, i) => {
       const e = c.entry(i);
       const st = c.i32[(e + H.TREQ_STATUS) >>> 2]!;
       const pa = st >= 0 && st < 0x10000 ? c.u32[(e + H.TREQ_PA + 4) >>> 2]! * 2 ** 32 + c.u32[(e + H.TREQ_PA) >>> 2]! : NaN;
@@ -291,7 +291,7 @@ export class RefDriver implements Driver {
   translate(cpu: number, reqs: Req[], flags: number): Result {
     return this.#r(() => {
       const r = this.m.mmu.translateBatch(cpu, reqs, flags);
-      return { rc: reqs.length, out: r.out, stats: r.stats };
+      return { rc: r.out.length, out: r.out, stats: r.stats };
     });
   }
 

@@ -281,7 +281,8 @@ export class RefMmu {
   /** Translate requests [vaLo, vaHi, acc]: per request [status, pa]; plus the batch's counts. */
   translateBatch(cpu: number, reqs: [number, number, number][], flags: number) {
     const c = this.cpuCheck(cpu);
-    if (flags & ~(H.XLATE_NOTLB | H.XLATE_NOSIDE)) fail(E.EINVAL, R.R_FLAGS, flags);
+    if (flags & ~(H.XLATE_NOTLB | H.XLATE_NOSIDE | H.XLATE_STOP)) fail(E.EINVAL, R.R_FLAGS, flags);
+    const stop = (flags & H.XLATE_STOP) !== 0;
     if (c.cr3 < 0) fail(E.EINVAL, R.R_ROOT, cpu);
     const pcid = this.curPcid(c);
     const useTlb = (flags & (H.XLATE_NOTLB | H.XLATE_NOSIDE)) === 0;
@@ -300,6 +301,7 @@ export class RefMmu {
       if (top !== 0 && top !== 2 ** (33 - hiBits) - 1) {
         out.push([X.X86_TRAP_GP << 16, NaN]);
         stats.faults++;
+        if (stop) break;
         continue;
       }
       const lvpn = (vaHi & (2 ** hiBits - 1)) * 2 ** 20 + (vaLo >>> 12);
@@ -330,6 +332,7 @@ export class RefMmu {
       if (w.status) {
         out.push([w.status, NaN]);
         stats.faults++;
+        if (stop) break;
         continue;
       }
       if (stale) stats.spurious++;
