@@ -56,23 +56,25 @@ export function accessCopy(
   p.switchTo();
   for (let at = 0; at < pages; at += cap) {
     const n = Math.min(cap, pages - at);
-    const fill = (from: number): void => {
-      for (let i = from; i < n; i++) ring.setTranslate(i, addressOf(vpn0 + at + i), bits);
-    };
-    fill(0);
     // As a CPU: run the accesses in order up to the first fault, take the fault, retry
-    // from the faulting access.
+    // from the faulting access. The kernel's fault path may use this thread's ring too
+    // (zaps and copies leave records there), so after a fault the accesses are put back
+    // a window at a time, the window doubling while they go through.
     let done = 0; // accesses [0, done) translated
+    let window = n;
     let tries = 0; // faults taken in a row on the same access
     let faultedAt = -1;
     let copied = 0; // pages [0, copied) copied
     while (done < n) {
-      const got = cpu.translateRing(n - done, { first: done, stopAtFault: true });
+      const w = Math.min(window, n - done);
+      for (let i = done; i < done + w; i++) ring.setTranslate(i, addressOf(vpn0 + at + i), bits);
+      const got = cpu.translateRing(w, { first: done, stopAtFault: true });
       const last = done + got - 1;
       for (let i = done; i <= last; i++) pas[i] = ring.pa(i);
       const st = ring.status(last);
       if (st >= 0 && st < 0x10000) {
         done += got;
+        window *= 2;
         continue;
       }
       done = last; // everything before the fault went through
@@ -93,8 +95,7 @@ export function accessCopy(
         throw new DmaError("EFAULT", `${r}: pid ${p.pid} ${write ? "write" : "read"} at ${hex(addressOf(vpn))}`, { arg: "va" });
       }
       p.switchTo();
-      // The kernel's fault path uses this CPU's ring too: put the remaining accesses back.
-      fill(last);
+      window = 8; // the faulting access and the next few: one core call per fault when each page faults
     }
     copy(at, copied, n);
   }
