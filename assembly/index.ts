@@ -23,6 +23,8 @@ export { ptMap } from "./mmu/map";
 export { ptUnmap, zapRange } from "./mmu/unmap";
 export { copyPageRange } from "./mm/copy";
 export { swapOut, swapIn, swapPut, swapCount } from "./mm/swap";
+export { gupRange, gupMaxPages } from "./mm/gup";
+export { unpinPages } from "./mm/unpin";
 export {
   folioRef, pageMapcount, folioEntireMapcount, folioPincount, pageFlags, pageSetMapping,
   copyHighpage, splitHugePmd,

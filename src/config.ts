@@ -94,6 +94,16 @@ export const MachineOptionsSchema = v.strictObject({
     ]),
     true,
   ),
+  /** The rule checkers (src/check): which run, and whether they record call sites. */
+  check: v.optional(
+    v.strictObject({
+      /** Writeback of DMA-pinned pages and re-dirtying at unpin ([O1], [O2]). */
+      pinnedWriteback: v.optional(v.boolean(), true),
+      /** Record the caller's stack at each pin (about 1 us a call) so reports name call sites. */
+      callSites: v.optional(v.boolean(), true),
+    }),
+    {},
+  ),
 });
 
 export type MachineOptions = v.InferInput<typeof MachineOptionsSchema>;
@@ -121,6 +131,7 @@ export interface MachineConfig {
   seed: number;
   costs: Partial<Record<CostName, number>>;
   trace: { enabled: boolean; maxEvents: number };
+  check: { pinnedWriteback: boolean; callSites: boolean };
 }
 
 /** parseMachineOptions - validate @options and lay out the zones; throws DmaError(EINVAL). */
@@ -185,5 +196,6 @@ export function parseMachineOptions(options: unknown = {}): MachineConfig {
     seed: o.seed,
     costs: o.costs,
     trace: { enabled: trace.enabled ?? true, maxEvents: trace.maxEvents ?? 100_000 },
+    check: { pinnedWriteback: o.check.pinnedWriteback, callSites: o.check.callSites },
   };
 }

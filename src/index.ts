@@ -57,3 +57,16 @@ export type { TraceOptions } from "./trace/trace.js";
 export type { TraceEvent, TraceEventArgs, TraceEventName } from "./trace/events.js";
 export { toChromeTrace } from "./trace/chrome.js";
 export type { ChromeTrace, ChromeTraceEvent } from "./trace/chrome.js";
+export {
+  getUserPages, getUserPagesFast, pinUserPages, pinUserPagesFast, checkVmaFlags,
+} from "./gup/gup.js";
+export {
+  unpinUserPage, unpinUserPages, unpinUserPagesDirtyLock, releasePages, putPage, folioMaybeDmaPinned,
+  pageMaybeDmaPinned,
+} from "./gup/unpin.js";
+export type { GupFlags, GupStop } from "./gup/flags.js";
+export { GUP_STOP_NAMES } from "./gup/flags.js";
+export type { PagesArray } from "./gup/range.js";
+export type { CheckReport, CallSite } from "./check/report.js";
+export { getUserPagesFastOnly, pinUserPagesFastOnly, remoteMm } from "./gup/fast-only.js";
+export type { RemoteMm, SharedMm } from "./gup/fast-only.js";

@@ -24,6 +24,7 @@ import { Trace } from "./trace/trace.js";
 import { Kernel } from "./mm/kernel.js";
 import { Process } from "./mm/process.js";
 import { Fs } from "./fs/fs.js";
+import type { CheckReport } from "./check/report.js";
 
 /** What a Worker needs to attach to a machine (structured-cloneable: postMessage it). */
 export interface SharedMachine {
@@ -71,11 +72,29 @@ export class Machine {
       }
       this.#kernel = new Kernel({
         core: this.#core, clock: this.clock, costs: this.costs, trace: this.trace, phys: this.phys,
-        cpus: this.cpus, thp: this.config.thp,
+        cpus: this.cpus, thp: this.config.thp, check: this.config.check,
       });
       this.#kernel.fs = new Fs(this.#kernel);
     }
     return this.#kernel;
+  }
+
+  /**
+   * checkReports - what the rule checkers found so far (writeback of pinned pages, ...),
+   * oldest first. Empty on a Worker's handle: the checkers live with the kernel.
+   */
+  checkReports(): CheckReport[] {
+    return this.#kernel ? [...this.#kernel.checkers.reports] : [];
+  }
+
+  /** @internal the kernel, if this handle created the machine and has built it; else null. */
+  get kernelIfHere(): Kernel | null {
+    return this.#kernel;
+  }
+
+  /** @internal this handle's core instance. */
+  get core(): Core {
+    return this.#core;
   }
 
   /** fs - the machine's files (create, read, write, and what the page cache holds). */

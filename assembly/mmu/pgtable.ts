@@ -15,8 +15,9 @@ import {
   R_VA_ALIGN, R_SIZE_ZERO, R_SIZE_ALIGN, R_NONCANONICAL, R_CROSS_HALF, R_ROOT, R_NO_FRAMES,
   R_NO_POOL, R_BUSY_TABLES, R_ROOT_IN_USE,
 } from "../../src/abi/reason";
-import { LEVELS, VA_BITS, NR_FRAMES, NR_CPUS, CPUS } from "../layout";
-import { CPU_SIZE, CPU_CR3_PFN } from "../../src/abi/header";
+import { LEVELS, VA_BITS, NR_FRAMES, NR_CPUS, CPUS, THREADS } from "../layout";
+import { THREAD } from "../ring";
+import { CPU_SIZE, CPU_CR3_PFN, HDR_ADDR, HDR_GUP_WALKERS } from "../../src/abi/header";
 import { fail } from "../errno";
 import {
   frame, frameFlags, frameSetFlags, frameMapping, frameSetMapping, frameIndex, frameSetIndex,
@@ -64,9 +65,34 @@ export function tableNew(level: u32): u32 {
   return pfn;
 }
 
-/** tableFree - give a page-table page (and its bytes) back. */
+/** This thread's GUP-fast walker word (odd while inside a lockless walk). */
+// @ts-ignore: decorator
+@inline export function walkerWord(t: u32): usize {
+  return <usize>(HDR_ADDR + HDR_GUP_WALKERS) + (<usize>t << 2);
+}
+
+/**
+ * gupFastSync - wait until every other thread that is inside a GUP-fast walk now has left
+ * it: what the kernel's TLB-shootdown IPI (or RCU table freeing) waits for on a CPU that
+ * walks with interrupts off. Called after a page-table page is unlinked and before it is
+ * freed; a walker that enters later cannot reach the table, its entry is already zero.
+ */
+export function gupFastSync(): void {
+  for (let t: u32 = 0; t < THREADS; t++) {
+    if (<i32>t == THREAD) continue;
+    const w = walkerWord(t);
+    const s = atomic.load<u32>(w);
+    if ((s & 1) == 0) continue;
+    while (atomic.load<u32>(w) == s) {
+      /* the walker has interrupts off: it finishes before it answers */
+    }
+  }
+}
+
+/** tableFree - give a page-table page (and its bytes) back, once no GUP-fast walker can be reading it. */
 export function tableFree(pfn: u32): void {
   assert(tableCount(pfn) == 0, "tableFree: table still has entries");
+  gupFastSync();
   atomic.store<i32>(frame(pfn) + FRAME_REFCOUNT, 0);
   freeBlock(pfn, 0);
   opTables++;

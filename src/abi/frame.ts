@@ -16,6 +16,10 @@
  *   backing:  1 + slot in the backing pool holding the frame's bytes, 0 = none (reads as zero)
  * ```
  *
+ * A root page table (the pgd) stands for its mm_struct where GUP-fast needs one without the
+ * host: its `mapcount` holds mm->write_protect_seq (odd while fork write-protects the mm)
+ * and its flags PG_has_pinned (MMF_HAS_PINNED).
+ *
  * Shared by the core and the host; the record lives at FRAMES_BASE + pfn * FRAME_SIZE.
  * Only numeric constants here: a string would make the core allocate at start-up.
  * @module
@@ -49,6 +53,7 @@ export const PG_anon = 1 << 16;
 export const PG_anon_exclusive = 1 << 17;
 export const PG_isolated = 1 << 18;
 export const PG_large_rmappable = 1 << 19;
+export const PG_has_pinned = 1 << 20; // root page tables only: MMF_HAS_PINNED of the mm
 /** The order of a free block (PG_buddy) or of an allocation (its first frame). */
 export const FLAGS_ORDER_SHIFT = 24;
 export const FLAGS_ORDER_MASK = 0x1f;

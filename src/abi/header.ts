@@ -10,7 +10,7 @@
  *            | config (host writes)      |  0x00 .. 0x3f
  *            | zone config, 8 x 16 bytes |  0x40 .. 0xbf
  *            | region bases (coreLayout) |  0xc0 .. 0xef
- *            | shared runtime words      |  0xf0 .. 0x11f  (atomics)
+ *            | shared runtime words      |  0xf0 .. 0x1b7  (atomics)
  *            +---------------------------+
  *  memory:   header | static data | frames | zones | cpus | tlbs | rings | backing pool ->
  * ```
@@ -35,6 +35,7 @@ export const HDR_POOL_MAX_SLOTS = 0x28;
 export const HDR_NR_FRAMES = 0x2c;
 export const HDR_POOL_GROW_SLOTS = 0x30;
 export const HDR_SWAP_SLOTS = 0x34; // swap slots (4 KiB each); 0 = no swap
+export const HDR_ZERO_PFN = 0x38; // the shared zero page (the kernel sets it at boot); 0 = none yet
 /* Zone configuration: MAX_ZONES records of ZCFG_SIZE bytes. */
 export const HDR_ZONE_CFG = 0x40;
 export const ZCFG_SIZE = 16;
@@ -67,7 +68,17 @@ export const HDR_POOL_USED = 0x10c; // slots handed out
 export const HDR_SWAP_LOCK = 0x110;
 export const HDR_SWAP_FREE = 0x114; // head of the free swap-slot list (slot + 1), 0 = empty
 export const HDR_SWAP_USED = 0x118; // swap slots in use
-export const HDR_SIZE = 0x120;
+/* /proc/vmstat nr_foll_pin_acquired / nr_foll_pin_released (u64, pages). */
+export const HDR_FOLL_PIN_ACQUIRED = 0x120;
+export const HDR_FOLL_PIN_RELEASED = 0x128;
+/*
+ * GUP-fast walkers: one u32 per thread, odd while that thread is inside a lockless walk
+ * (the kernel's local_irq_save). Freeing a page-table page waits until every walker that
+ * was inside when the table was unlinked has left (the shootdown IPI a CPU with
+ * interrupts off does not answer). MAX_THREADS words.
+ */
+export const HDR_GUP_WALKERS = 0x130;
+export const HDR_SIZE = 0x1b0;
 
 /*
  * The swap map (mm/swapfile.c swap_map): one record per swap slot.

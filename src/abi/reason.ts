@@ -39,3 +39,4 @@ export const R_FLAGS = 31; // unknown flag bits
 export const R_CTRL = 32; // unknown control bits
 export const R_ROOT_IN_USE = 33; // a CPU's CR3 points at the root (REG arg: the CPU)
 export const R_DETACHED = 34; // this instance has no ring (never attached, or detached)
+export const R_NOT_PINNED = 35; // unpin of a page that holds fewer pins (references) than released (arg: index)

@@ -90,6 +90,13 @@ export class Core {
     this.ring = this.hdr(H.HDR_RINGS_BASE) + this.thread * this.hdr(H.HDR_RING_STRIDE);
   }
 
+  #gupMax = 0;
+  /** The most pages one gupRange / unpinPages call handles (the ring's u32 slots). */
+  get gupMax(): number {
+    if (this.#gupMax === 0) this.#gupMax = this.x.gupMaxPages();
+    return this.#gupMax;
+  }
+
   /** A u32 result register of this thread's ring. */
   reg32(off: number): number {
     return this.u32[(this.ring + off) >>> 2]!;

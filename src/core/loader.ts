@@ -47,6 +47,9 @@ export interface CoreExports {
   swapIn(slot: number, pfn: number): number;
   swapPut(slot: number): number;
   swapCount(slot: number): number;
+  gupRange(root: number, vpn: number, npages: number, flags: number, pkru: number): number;
+  gupMaxPages(): number;
+  unpinPages(n: number, flags: number): number;
 }
 
 const EXPORTS: readonly (keyof CoreExports)[] = [
@@ -55,7 +58,8 @@ const EXPORTS: readonly (keyof CoreExports)[] = [
   "ptMap", "ptUnmap", "ptProtect", "ptepGet", "ptepSet", "cpuWriteCr3", "cpuSetCtrl",
   "cpuWrpkru", "tlbFlushRange", "tlbFlushPcidRange", "tlbInvpcid", "translateBatch", "zapRange", "copyPageRange",
   "folioRef", "pageMapcount", "folioEntireMapcount", "folioPincount", "pageFlags", "pageSetMapping",
-  "copyHighpage", "splitHugePmd", "swapOut", "swapIn", "swapPut", "swapCount",
+  "copyHighpage", "splitHugePmd", "swapOut", "swapIn", "swapPut", "swapCount", "gupRange", "gupMaxPages",
+  "unpinPages",
 ];
 
 /** Where the build puts the core, relative to this file in src/ and in dist/ alike. */

@@ -46,6 +46,7 @@ const WHY = new Map<number, Why>([
   [R.R_FLAGS, { arg: "flags", text: (f) => `unknown flag bits 0x${f.toString(16)}` }],
   [R.R_CTRL, { arg: "control", text: (f) => `unknown control bits 0x${f.toString(16)}` }],
   [R.R_DETACHED, { arg: "machine", text: () => "this handle is detached (no ring)" }],
+  [R.R_NOT_PINNED, { arg: "pages", text: (i) => `pages[${i}] is not pinned (or holds fewer pins or references than released)` }],
   [R.R_ROOT_IN_USE, { arg: "pgd", text: (c) => `CPU ${c} runs on it (write its CR3 first)` }],
 ]);
 

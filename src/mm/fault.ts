@@ -32,6 +32,12 @@ export interface FaultFlags {
   exec?: boolean;
   /** FAULT_FLAG_UNSHARE: break COW sharing for a read-only pin. */
   unshare?: boolean;
+  /**
+   * A fault GUP takes for the kernel (faultin_page), not a CPU's: the VMA's permissions
+   * were checked by check_vma_flags, which lets FOLL_FORCE write into a read-only private
+   * mapping (ptrace, /proc/pid/mem).
+   */
+  gup?: boolean;
   /** The CPU the fault happened on (its TLB needs no IPI), or -1. */
   cpu?: number;
 }
@@ -48,10 +54,14 @@ const PS = BigInt(X.PTE_PS);
 const SPECIAL = BigInt(X.PTE_SOFTW1);
 const NX = 1n << BigInt(X.PTE_BIT_NX);
 
-/** The bits a new user leaf gets in @vma (vm_get_page_prot + young). */
+/**
+ * The bits a new user leaf gets in @vma (vm_get_page_prot + young). @write asks for a
+ * writable entry, which only a VM_WRITE mapping gets (maybe_mkwrite: a FOLL_FORCE write
+ * into a read-only private mapping leaves a dirty, read-only copy).
+ */
 export function pteBits(vma: Vma, write: boolean, dirty: boolean, special = false): bigint {
   let b = P | US | A;
-  if (write) b |= RW;
+  if (write && (vma.flags & VM_WRITE) !== 0) b |= RW;
   if (dirty) b |= D;
   if (special) b |= SPECIAL;
   if (!(vma.flags & VM_EXEC)) b |= NX;
@@ -213,7 +223,8 @@ function doWpPage(k: Kernel, mm: MmStruct, vma: Vma, vpn: number, pte: bigint, f
   if (exclusive || alone) {
     if (!exclusive) k.pageFlags(pfn, F.PG_anon_exclusive, 0);
     if (!f.unshare) {
-      k.check(k.core.x.ptepSet(mm.pgd.pfn, vpn, 1, Number((pte | RW | D | A) & 0xffffffffn), Number(pte >> 32n)), "handleMmFault");
+      const bits = D | A | ((vma.flags & VM_WRITE) !== 0 ? RW : 0n); // wp_page_reuse: maybe_mkwrite
+      k.check(k.core.x.ptepSet(mm.pgd.pfn, vpn, 1, Number((pte | bits) & 0xffffffffn), Number(pte >> 32n)), "handleMmFault");
     }
     k.trace.count("mm.fault.cow_reuse");
     return "ok";
@@ -264,7 +275,7 @@ function doHugePmdWp(k: Kernel, mm: MmStruct, vma: Vma, vpn: number, pte: bigint
 export function handleMmFaultLocked(mm: MmStruct, vpn: number, f: FaultFlags): FaultResult {
   const k = mm.kernel;
   const vma = mm.vmas.find(vpn);
-  if (!vma || !accessAllowed(vma, f)) return "SIGSEGV";
+  if (!vma || (!f.gup && !accessAllowed(vma, f))) return "SIGSEGV";
   if (f.unshare && !vma.isCow) return "ok";
   const got = mm.pgd.ptepGetVpn(vpn);
   const { pte } = got;

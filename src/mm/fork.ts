@@ -27,7 +27,7 @@ export function dupMmap(parent: MmStruct, child: MmStruct, local = -1): ForkStat
   const k = parent.kernel;
   const c = k.core;
   const stats: ForkStats = { anon: 0, file: 0, copied: 0, swap: 0 };
-  parent.writeProtectSeq++; // odd: GUP-fast backs off while the tables are copied
+  parent.writeProtectSeqStep(); // odd: GUP-fast backs off while the tables are copied
   try {
     for (const v of parent.vmas.all()) {
       const cv = v.clone(v.start, v.end);
@@ -71,7 +71,7 @@ export function dupMmap(parent: MmStruct, child: MmStruct, local = -1): ForkStat
       child.rss.swap += c.reg32(H.REG_SWAP);
     }
   } finally {
-    parent.writeProtectSeq++;
+    parent.writeProtectSeqStep();
   }
   // The parent's writable COW entries are now read-only: flush its TLBs.
   flushTlbMm(parent, local);

@@ -18,6 +18,7 @@ import type { Inode } from "../fs/inode.js";
 import type { Process } from "./process.js";
 import type { Fs } from "../fs/fs.js";
 import { PageTable } from "../mmu/pgtable.js";
+import { Checkers, type CheckOptions } from "../check/checkers.js";
 
 /** Transparent huge pages: /sys/kernel/mm/transparent_hugepage/enabled. */
 export type ThpMode = "always" | "madvise" | "never";
@@ -30,6 +31,7 @@ export interface KernelEnv {
   phys: Phys;
   cpus: readonly Cpu[];
   thp: ThpMode;
+  check?: CheckOptions;
 }
 
 /** The zonelist of user pages (GFP_HIGHUSER_MOVABLE) in the core's nibble format. */
@@ -56,6 +58,7 @@ export class Kernel {
   /** The shared zero page: anonymous read faults map it read-only (ZERO_PAGE). */
   readonly zeroPfn: number;
   readonly userZones: number;
+  readonly normalZones: number;
   readonly anonVmas = new Map<number, AnonVma>();
   readonly inodes = new Map<number, Inode>();
   /** LRU lists (mm/vmscan.c), oldest first; entries whose PG_lru went are dropped lazily. */
@@ -77,7 +80,10 @@ export class Kernel {
     this.thp = env.thp;
     this.zeroPfn = this.phys.allocPages(0, { gfp: "KERNEL" });
     this.pageFlags(this.zeroPfn, F.PG_reserved, 0);
+    this.core.setHdr(H.HDR_ZERO_PFN, this.zeroPfn);
     this.userZones = zonelistOf(this.phys, ["MOVABLE", "NORMAL", "CMA"]);
+    this.normalZones = zonelistOf(this.phys, ["NORMAL"]);
+    this.checkers = new Checkers(this, env.check ?? { pinnedWriteback: true, callSites: true });
   }
 
   /** pgdAlloc - a new root page table. */
@@ -166,10 +172,19 @@ export class Kernel {
     this.check(this.core.x.pageSetMapping(pfn, mapping, index), "pageSetMapping");
   }
 
+  /**
+   * PF_MEMALLOC_PIN (memalloc_pin_save): while above zero, user pages come from NORMAL
+   * only, so a page faulted in for a FOLL_LONGTERM pin need not be migrated again.
+   */
+  memallocPin = 0;
+  /** The rule checkers watching this kernel. */
+  readonly checkers: Checkers;
+
   /** A user page of 2^@order frames (a folio when order > 0), from MOVABLE first. */
   allocUserFolio(order = 0): number {
     const flags = order > 0 ? H.ALLOC_COMPOUND : 0;
-    return this.check(this.core.x.allocPages(this.userZones, order, flags), "allocPages");
+    const zones = this.memallocPin > 0 ? this.normalZones : this.userZones;
+    return this.check(this.core.x.allocPages(zones, order, flags), "allocPages");
   }
 
   /** lru_cache_add: put a folio on its LRU list (PG_lru), off the other (a reused frame). */

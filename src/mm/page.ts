@@ -10,7 +10,7 @@ import type { Core } from "../core/core.js";
 export const PAGE_FLAG_NAMES = [
   "locked", "referenced", "uptodate", "dirty", "lru", "active", "writeback", "reclaim",
   "swapbacked", "unevictable", "mlocked", "head", "tail", "buddy", "pgtable", "reserved", "anon",
-  "anon_exclusive", "isolated", "large_rmappable",
+  "anon_exclusive", "isolated", "large_rmappable", "has_pinned",
 ] as const;
 export type PageFlag = (typeof PAGE_FLAG_NAMES)[number];
 

@@ -201,7 +201,7 @@ function shrinkFolio(k: Kernel, pfn: number, anon: boolean, r: ReclaimResult, fl
   }
   if (cache) {
     // pageout(): a dirty page (PG_dirty or a dirty mapping) goes to disk first.
-    if (writebackPage(k, cache.inode, cache.index, pfn).written) r.written++; // charges the write
+    if (writebackPage(k, cache.inode, cache.index, pfn, "pageout").written) r.written++; // charges the write
     unmapFilePage(hits, flush);
     evicted.push({ pfn, refs: 1, inode: cache.inode, index: cache.index });
     return true;

@@ -85,7 +85,7 @@ function diskImage(k: Kernel, inode: Inode, index: number, pfn: number): Uint8Ar
  * page_mkclean, PG_dirty -> PG_writeback, copy the bytes (charging a block write), end
  * writeback. `written` says whether bytes reached the disk.
  */
-export function writebackPage(k: Kernel, inode: Inode, index: number, pfn: number): WritebackResult {
+export function writebackPage(k: Kernel, inode: Inode, index: number, pfn: number, fn = "fs.writeback"): WritebackResult {
   if (inode.kind === "dax") return { written: false, pinned: false }; // the page is the block
   const mappedDirty = folioMkclean(k, pfn);
   const flags = k.flagsOf(pfn);
@@ -101,7 +101,10 @@ export function writebackPage(k: Kernel, inode: Inode, index: number, pfn: numbe
   k.pageFlags(pfn, 0, F.PG_writeback);
   if (!bytes) return { written: false, pinned };
   k.trace.count("mm.writeback_pages");
-  if (pinned) k.trace.count("mm.writeback_pinned_pages");
+  if (pinned) {
+    k.trace.count("mm.writeback_pinned_pages");
+    k.checkers.writebackPinned(inode, index, pfn, fn);
+  }
   return { written: true, pinned };
 }
 

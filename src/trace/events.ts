@@ -39,6 +39,19 @@ export interface TraceEventArgs {
   "mm.reclaim": { scanned: number; reclaimed: number; swapped: number; written: number };
   "mm.oom_reap": { pid: number; pages: number; nonblock: boolean };
   "mm.migrate": { from: number; to: number; mappings: number };
+  "gup.call": {
+    pid: number;
+    fn: string;
+    va: string;
+    nr: number;
+    got: number;
+    flags: string;
+    fast: number;
+    stop: string;
+    faults: number;
+  };
+  "gup.unpin": { fn: string; n: number; folios: number; dirtied: number; freed: number };
+  "check.report": { checker: string; rule: string; pfn: number; message: string };
 }
 
 export type TraceEventName = keyof TraceEventArgs;

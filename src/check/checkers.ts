@@ -1,0 +1,51 @@
+/**
+ * The rule checkers of a machine's kernel: independent observers that the kernel's paths
+ * tell what happened, and that report the rules broken. machine.checkReports() lists what
+ * they found; each report is also a "check.report" trace event.
+ * @module
+ */
+import type { Inode } from "../fs/inode.js";
+import type { Kernel } from "../mm/kernel.js";
+import type { Process } from "../mm/process.js";
+import type { PagesArray } from "../gup/range.js";
+import type { Address } from "../core/addr.js";
+import { PinnedWritebackChecker } from "./pinned-writeback.js";
+import type { CheckReport } from "./report.js";
+
+export interface CheckOptions {
+  pinnedWriteback: boolean;
+  callSites: boolean;
+}
+
+export class Checkers {
+  readonly reports: CheckReport[] = [];
+  readonly pinnedWriteback: PinnedWritebackChecker | null;
+  readonly #k: Kernel;
+
+  constructor(k: Kernel, o: CheckOptions) {
+    this.#k = k;
+    const report = (r: CheckReport): void => this.#add(r);
+    this.pinnedWriteback = o.pinnedWriteback ? new PinnedWritebackChecker(k, o.callSites, report) : null;
+  }
+
+  #add(r: CheckReport): void {
+    this.reports.push(r);
+    this.#k.trace.emit("check.report", { checker: r.checker, rule: r.rule, pfn: r.pfn, message: r.message }, this.#k.clock.now);
+    this.#k.trace.count(`check.${r.checker}.${r.rule}`);
+  }
+
+  /** A pin call of @p took @n pages. */
+  pinned(p: Process, fn: string, _start: Address, pages: PagesArray, n: number, _flags: number): void {
+    this.pinnedWriteback?.pinned(p.pid, fn, pages, n);
+  }
+
+  /** Writeback (@fn) wrote a page that looked DMA-pinned. */
+  writebackPinned(inode: Inode, index: number, pfn: number, fn: string): void {
+    this.pinnedWriteback?.writebackPinned(inode, index, pfn, fn);
+  }
+
+  /** unpinUserPagesDirtyLock(make_dirty) is about to release @n entries of @pages. */
+  unpinDirty(pages: PagesArray, n: number): void {
+    this.pinnedWriteback?.unpinDirty(pages, n);
+  }
+}

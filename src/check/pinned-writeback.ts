@@ -1,0 +1,125 @@
+/**
+ * The pinned-writeback checker: the two hazards of "The trouble with get_user_pages()"
+ * (LSF/MM 2018) that led to FOLL_PIN and unpin_user_pages_dirty_lock.
+ *
+ * - [O1] Writeback of a file page that may be DMA-pinned: page_mkclean write-protects the
+ *   CPU mappings and the bytes go to disk, but the device keeps writing through its pin with
+ *   no fault, so the file system never hears of those writes.
+ * - [O2] set_page_dirty at unpin of a file page that writeback cleaned while it was pinned:
+ *   the file system considered the page clean (and may have dropped its buffers), and now it
+ *   is dirty again. unpin_user_pages_dirty_lock does the dirtying correctly (under the page
+ *   lock, through the mapping), so the page is written again; the report says that the
+ *   device's writes between the writeback and the unpin were invisible to the file system.
+ *
+ * Pin calls are logged (the newest LOG_CALLS of them) so a report can name the call that
+ * pinned the page and where the caller made it.
+ * @module
+ */
+import * as F from "../abi/frame.js";
+import type { Inode } from "../fs/inode.js";
+import type { Kernel } from "../mm/kernel.js";
+import { rmapWalk } from "../mm/rmap.js";
+import type { PagesArray } from "../gup/range.js";
+import { type CallSite, type CheckReport, userFrames } from "./report.js";
+
+const LOG_CALLS = 1024;
+
+interface PinCall {
+  fn: string;
+  pid: number;
+  time: number;
+  pfns: Float64Array;
+  site: Error | null;
+}
+
+interface Cleaned {
+  report: CheckReport;
+  inode: Inode;
+  index: number;
+}
+
+export class PinnedWritebackChecker {
+  readonly name = "pinned-writeback";
+  readonly #k: Kernel;
+  readonly #sites: boolean;
+  readonly #report: (r: CheckReport) => void;
+  readonly #log: PinCall[] = [];
+  /** Pages writeback cleaned while they looked pinned, by frame. */
+  readonly #cleaned = new Map<number, Cleaned>();
+
+  constructor(k: Kernel, callSites: boolean, report: (r: CheckReport) => void) {
+    this.#k = k;
+    this.#sites = callSites;
+    this.#report = report;
+  }
+
+  /** A pin call took @n pages of @pages. */
+  pinned(pid: number, fn: string, pages: PagesArray, n: number): void {
+    const pfns = pages instanceof Float64Array ? pages.slice(0, n) : Float64Array.from(pages.slice(0, n));
+    this.#log.push({ fn, pid, time: this.#k.clock.now, pfns, site: this.#sites ? new Error("pin") : null });
+    if (this.#log.length > LOG_CALLS) this.#log.shift();
+  }
+
+  /** The newest logged pin call that took frame @pfn. */
+  #pinSite(pfn: number): CallSite | undefined {
+    for (let i = this.#log.length - 1; i >= 0; i--) {
+      const c = this.#log[i]!;
+      if (c.pfns.indexOf(pfn) >= 0) return { fn: c.fn, pid: c.pid, time: c.time, stack: userFrames(c.site) };
+    }
+    return undefined;
+  }
+
+  #site(fn: string): CallSite {
+    return { fn, pid: null, time: this.#k.clock.now, stack: this.#sites ? userFrames(new Error(fn)) : [] };
+  }
+
+  /** [O1] writeback wrote page @index of @inode (frame @pfn) while it looked pinned. */
+  writebackPinned(inode: Inode, index: number, pfn: number, fn: string): void {
+    const k = this.#k;
+    const pin = this.#pinSite(pfn);
+    const mappers = rmapWalk(k, pfn).map((h) => h.mm.pid);
+    const pids = [...new Set([...(pin ? [pin.pid!] : []), ...mappers])];
+    const by = pin ? `pinned by pid ${pin.pid} (${pin.fn})` : "pinned (by a call older than the checker's log)";
+    const report: CheckReport = {
+      checker: this.name,
+      rule: "O1",
+      message:
+        `writeback of ${inode.path} page ${index} (pfn ${pfn}) while it is ${by}: page_mkclean write-protected ` +
+        "the CPU mappings and the page went to disk, but the device can keep writing through its pin with no " +
+        "fault, so the file system never sees those writes",
+      time: k.clock.now,
+      pfn,
+      file: { path: inode.path, index },
+      pids,
+      sites: { writeback: this.#site(fn), ...(pin ? { pin } : {}) },
+    };
+    this.#cleaned.set(pfn, { report, inode, index });
+    this.#report(report);
+  }
+
+  /** An unpin with make_dirty is about to release @n entries of @pages. */
+  unpinDirty(pages: PagesArray, n: number): void {
+    if (this.#cleaned.size === 0) return;
+    const k = this.#k;
+    for (const [pfn, c] of this.#cleaned) {
+      const at = pages.indexOf(pfn);
+      if (at < 0 || at >= n) continue;
+      this.#cleaned.delete(pfn);
+      if (k.flagsOf(k.folioOf(pfn)) & F.PG_dirty) continue; // written again since: the fs knows
+      this.#report({
+        checker: this.name,
+        rule: "O2",
+        message:
+          `set_page_dirty at unpin of ${c.inode.path} page ${c.index} (pfn ${pfn}), which writeback cleaned while ` +
+          "it was pinned: the file system took the page for clean (and may have dropped its buffers) while the " +
+          "device wrote into it; unpinUserPagesDirtyLock marks it dirty under the page lock, so it is written " +
+          "again, but the writes since the last writeback were invisible to the file system until now",
+        time: k.clock.now,
+        pfn,
+        file: { path: c.inode.path, index: c.index },
+        pids: c.report.pids,
+        sites: { ...c.report.sites, unpin: this.#site("unpinUserPagesDirtyLock") },
+      });
+    }
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * The core's gupRange over any number of pages: a ring's worth per call, the frames copied
+ * into the caller's pages array, and the counts the cost model charges. Shared by the main
+ * thread's entry points and by Worker handles (which have a core but no kernel).
+ * @module
+ */
+import * as G from "../abi/gup.js";
+import * as H from "../abi/header.js";
+import type { Core } from "../core/core.js";
+import type { CostTable } from "../sim/cost.js";
+
+/** A pages array: the frames GUP returns (struct page **pages). */
+export type PagesArray = Float64Array | number[];
+
+/** What the last gupRangeChunked call did. */
+export interface GupRangeStats {
+  /** Pages taken. */
+  taken: number;
+  /** GUP_STOP_* of the page after the last taken (GUP_STOP_NONE if all were). */
+  stop: number;
+  /** Folio reference operations (one per PTE, one per huge leaf; undone ones included). */
+  grabs: number;
+  /** Pages taken from huge leaves (2 MiB, 1 GiB). */
+  hugePages: number;
+  /** Page-table entries read. */
+  loads: number;
+  /** Pages taken that are not long-term pinnable (slow path with FOLL_LONGTERM). */
+  unpinnable: number;
+}
+
+/**
+ * gupRangeChunked - take pages [@vpn, @vpn + @n) under root @root with core flags @flags
+ * (FOLL_* | GUPM_*) and @pkru, writing their frames to @pages from @off; stops at the first
+ * page the core will not take. Returns the stats (reused object: copy what you keep).
+ */
+export function gupRangeChunked(
+  core: Core, root: number, vpn: number, n: number, flags: number, pkru: number, pages: PagesArray, off: number,
+  st: GupRangeStats,
+): GupRangeStats {
+  st.taken = 0;
+  st.stop = G.GUP_STOP_NONE;
+  st.grabs = 0;
+  st.hugePages = 0;
+  st.loads = 0;
+  st.unpinnable = 0;
+  const max = core.gupMax;
+  const first = (core.ring + H.RING_ENTRY0) >>> 2;
+  while (st.taken < n) {
+    const want = Math.min(max, n - st.taken);
+    const got = core.check(core.x.gupRange(root, vpn + st.taken, want, flags, pkru), "gupRange");
+    st.grabs += core.reg32(G.REG_GUP_GRABS);
+    st.hugePages += core.reg32(G.REG_GUP_HUGE_PAGES);
+    st.loads += core.reg32(G.REG_GUP_LOADS);
+    st.unpinnable += core.reg32(G.REG_GUP_UNPINNABLE);
+    const from = core.u32.subarray(first, first + got);
+    if (pages instanceof Float64Array) pages.set(from, off + st.taken);
+    else for (let i = 0; i < got; i++) pages[off + st.taken + i] = from[i]!;
+    st.taken += got;
+    if (got < want) {
+      st.stop = core.reg32(G.REG_GUP_STOP);
+      break;
+    }
+  }
+  return st;
+}
+
+/** The modeled time of what @st took (the call's own cost is charged once, by the entry point). */
+export function gupModeledNs(costs: CostTable, st: GupRangeStats): number {
+  return st.grabs * costs.gupPage.ns + st.hugePages * costs.gupSubpage.ns;
+}
+
+/** newGupRangeStats - a stats object to reuse. */
+export function newGupRangeStats(): GupRangeStats {
+  return { taken: 0, stop: 0, grabs: 0, hugePages: 0, loads: 0, unpinnable: 0 };
+}
