@@ -70,3 +70,9 @@ export type { PagesArray } from "./gup/range.js";
 export type { CheckReport, CallSite } from "./check/report.js";
 export { getUserPagesFastOnly, pinUserPagesFastOnly, remoteMm } from "./gup/fast-only.js";
 export type { RemoteMm, SharedMm } from "./gup/fast-only.js";
+export {
+  gupTestIoctl, newGupTest, GUP_FAST_BENCHMARK, PIN_FAST_BENCHMARK, PIN_LONGTERM_BENCHMARK, GUP_BASIC_TEST,
+  PIN_BASIC_TEST, DUMP_USER_PAGES_TEST, GUP_TEST_FLAG_DUMP_PAGES_USE_PIN,
+} from "./gup/gup-test.js";
+export type { GupTest, GupTestResult } from "./gup/gup-test.js";
+export { FOLL } from "./gup/flags.js";

@@ -75,6 +75,7 @@ export class Machine {
         cpus: this.cpus, thp: this.config.thp, check: this.config.check,
       });
       this.#kernel.fs = new Fs(this.#kernel);
+      this.#kernel.machine = this;
     }
     return this.#kernel;
   }
@@ -253,6 +254,7 @@ export async function bootCore(
   if (need > 0) {
     try {
       memory.grow(need);
+      core.invalidateViews();
     } catch (e) {
       throw new DmaError("ENOMEM", `createMachine: cannot grow the memory to ${core.hdr(H.HDR_MEM_PAGES) * 64} KiB`, {
         cause: e,

@@ -33,7 +33,7 @@ import {
   REG_PAGES, ZONE_KIND,
 } from "../../src/abi/header";
 import {
-  FRAME_SIZE, FRAME_REFCOUNT, FRAME_MAPCOUNT, FRAME_BACKING, GUP_PIN_COUNTING_BIAS, PG_head,
+  FRAME_SIZE, FRAME_FLAGS, FRAME_REFCOUNT, FRAME_MAPCOUNT, FRAME_BACKING, GUP_PIN_COUNTING_BIAS, PG_head,
   PG_tail, PG_anon, PG_anon_exclusive, PG_swapbacked, PG_referenced, PG_dirty, PG_has_pinned,
   ZONE_NORMAL, ZONE_DEVICE,
 } from "../../src/abi/frame";
@@ -47,7 +47,7 @@ import { frame, frameFlags, pfnToZone, zone } from "../phys/frame";
 import { P, RW, US, D, PS, PKEY_MASK, ptePfn, levelPages } from "../mmu/pte";
 import { rootCheck, walkerWord } from "../mmu/pgtable";
 import { folioHead, folioPut, folioPincountAdd, pageFlagsUpdate } from "./page";
-import { gupPutFolio } from "./unpin";
+import { gupPutFolio, flushPinReleased } from "./unpin";
 
 const SPECIAL: u64 = PTE_SOFTW1;
 const NONE: u32 = 0xffff_ffff;
@@ -65,14 +65,16 @@ let grabs: u32 = 0;
 let loads: u32 = 0;
 let unpinnable: u32 = 0;
 let hugePages: u32 = 0;
+/** NR_FOLL_PIN_ACQUIRED of this call, added to the shared counter once at its end. */
+let pinAcquired: i64 = 0;
 let out: usize = 0;
 /* Race script (tests). */
 let races: u32 = 0;
 let raceBase: usize = 0;
 
-/** gupMaxPages - the most pages one gupRange call returns (the ring's u32 slots). */
+/** gupMaxPages - the most pages one gupRange call returns (the ring's f64 slots). */
 export function gupMaxPages(): u32 {
-  return (RING_ENTRIES * RENT_SIZE - RACE_BASE) >> 2;
+  return (RING_ENTRIES * RENT_SIZE - RACE_BASE) >> 3;
 }
 
 /** zoneKindOf - ZONE_* of the zone holding @pfn, or -1 for a frame outside every zone. */
@@ -139,7 +141,7 @@ function grab(pfn: u32, refs: i32): u32 {
     }
     if (frameFlags(head) & PG_head) folioPincountAdd(head, refs);
     else atomic.add<i32>(frame(head) + FRAME_REFCOUNT, refs * (GUP_PIN_COUNTING_BIAS - 1));
-    atomic.add<i64>(HDR_ADDR + HDR_FOLL_PIN_ACQUIRED, refs);
+    pinAcquired += refs;
   }
   return head;
 }
@@ -198,7 +200,7 @@ function entryFor(vpn: u64, level: u32): usize {
 /** Record page @pfn as taken. */
 // @ts-ignore: decorator
 @inline function emit(pfn: u32): void {
-  store<u32>(out + (<usize>taken << 2), pfn);
+  store<f64>(out + (<usize>taken << 3), <f64>pfn);
   taken++;
 }
 
@@ -244,6 +246,135 @@ function leafChecks(e: u64, head: u32, excl: u32): bool {
   if ((fl & FOLL_WRITE) == 0 || (e & RW) != 0) return true;
   if ((fl & (GUPM_LOCKED | FOLL_FORCE | GUPM_FORCE_WRITE_OK)) != (GUPM_LOCKED | FOLL_FORCE | GUPM_FORCE_WRITE_OK)) return false;
   return (hf & PG_anon) != 0 && (excl & PG_anon_exclusive) != 0;
+}
+
+/**
+ * ptesFast - gup_fast_pte_range without the race script: the same checks as ptes() in the
+ * same order, with the frame records and flags kept in locals (the hot loop of GUP-fast).
+ */
+function ptesFast(t: u32, pmdAddr: usize, pmd: u64, lv: u64, end: u64): bool {
+  const f = fl;
+  const write = (f & FOLL_WRITE) != 0;
+  const pin = (f & FOLL_PIN) != 0;
+  const longterm = (f & FOLL_LONGTERM) != 0;
+  const filePinCheck = (f & (FOLL_PIN | FOLL_LONGTERM | FOLL_WRITE)) == (FOLL_PIN | FOLL_LONGTERM | FOLL_WRITE);
+  const unshareCheck = (f & (FOLL_WRITE | FOLL_PIN)) == FOLL_PIN;
+  const need: u64 = write ? P | US | RW : P | US;
+  const pk = pkru;
+  const frames = FRAMES;
+  const nframes = <u64>NR_FRAMES;
+  const base = tableBytes(t);
+  const o = out;
+  let n = taken;
+  let g = grabs;
+  let why: u32 = GUP_STOP_NONE;
+  for (let v = lv; v < end; v++) {
+    const pa = base + ((<usize>v & 511) << 3);
+    const e = atomic.load<u64>(pa);
+    if ((e & need) != need) {
+      why = (e & P) == 0 ? GUP_STOP_NOT_PRESENT : GUP_STOP_PERM;
+      break;
+    }
+    const key = <u32>((e & PKEY_MASK) >> PTE_BIT_PKEY);
+    if (key != 0) {
+      const bits = (pk >> (2 * key)) & 3;
+      if ((bits & 1) != 0 || (write && (bits & 2) != 0)) {
+        why = GUP_STOP_PERM;
+        break;
+      }
+    }
+    if (e & SPECIAL) {
+      why = GUP_STOP_SPECIAL;
+      break;
+    }
+    const pfn64 = ptePfn(e);
+    if (pfn64 >= nframes) {
+      why = GUP_STOP_NO_PAGE;
+      break;
+    }
+    const pfn = <u32>pfn64;
+    if (longterm && zoneKindOf(pfn) == ZONE_DEVICE) {
+      why = GUP_STOP_DEVMAP;
+      break;
+    }
+    // try_grab_folio_fast: folio_try_get, then page_folio must not have changed.
+    const fa = frames + <usize>pfn * FRAME_SIZE;
+    let pf = atomic.load<u32>(fa + FRAME_FLAGS);
+    let head = pfn;
+    if (pf & PG_tail) {
+      head = grab(pfn, 1); // its count of grabs is overwritten by g below
+      g++;
+      if (head == NONE) {
+        why = stopWhy;
+        break;
+      }
+    } else {
+      g++;
+      const ra = fa + FRAME_REFCOUNT;
+      let old = atomic.load<i32>(ra);
+      let ok = false;
+      while (old > 0 && old <= 0x7fff_ffff - GUP_PIN_COUNTING_BIAS) {
+        const seen = atomic.cmpxchg<i32>(ra, old, old + 1);
+        if (seen == old) {
+          ok = true;
+          break;
+        }
+        old = seen;
+      }
+      if (ok && (atomic.load<u32>(fa + FRAME_FLAGS) & PG_tail) != 0) {
+        folioPut(pfn, 1); // became a tail under us: the slow way
+        ok = false;
+        head = grab(pfn, 1);
+        g++;
+        if (head == NONE) {
+          why = stopWhy;
+          break;
+        }
+        pf = PG_tail;
+      } else if (!ok) {
+        why = GUP_STOP_GRAB;
+        break;
+      } else if (pin) {
+        if (longterm && !longtermPinnable(pfn)) {
+          folioPut(pfn, 1);
+          why = GUP_STOP_LONGTERM;
+          break;
+        }
+        atomic.add<i32>(ra, GUP_PIN_COUNTING_BIAS - 1);
+        pinAcquired++;
+      }
+    }
+    if (atomic.load<u64>(pmdAddr) != pmd || atomic.load<u64>(pa) != e) {
+      gupPutFolio(head, 1, f);
+      why = GUP_STOP_CHANGED;
+      break;
+    }
+    const hf = head == pfn ? atomic.load<u32>(fa + FRAME_FLAGS) : frameFlags(head);
+    const anon = (hf & PG_anon) != 0;
+    if (filePinCheck && !anon && (hf & PG_swapbacked) == 0) {
+      gupPutFolio(head, 1, f);
+      why = GUP_STOP_FILE_PIN;
+      break;
+    }
+    if (unshareCheck && (e & RW) == 0) {
+      const excl = head == pfn ? hf : atomic.load<u32>(fa + FRAME_FLAGS);
+      if (anon ? (excl & PG_anon_exclusive) == 0 : longterm) {
+        gupPutFolio(head, 1, f);
+        why = GUP_STOP_UNSHARE;
+        break;
+      }
+    }
+    if ((hf & PG_referenced) == 0) pageFlagsUpdate(head, PG_referenced, 0);
+    store<f64>(o + (<usize>n << 3), <f64>pfn);
+    n++;
+  }
+  taken = n;
+  grabs = g;
+  if (why != GUP_STOP_NONE) {
+    stopWhy = why;
+    return false;
+  }
+  return true;
 }
 
 /**
@@ -329,7 +460,24 @@ function hugeLeaf(ea: usize, e: u64, level: u32, lv: u64, end: u64, first: u64):
     return false;
   }
   if (locked && (fl & FOLL_LONGTERM) != 0 && !longtermPinnable(pfn)) unpinnable += <u32>nr;
-  for (let i: u32 = 0; i < <u32>nr; i++) emit(pfn + i);
+  // pages[] for every subpage (record_subpages), four at a time.
+  let at = out + (<usize>taken << 3);
+  const stopAt = at + (<usize>nr << 3);
+  let f = <f64>pfn;
+  while (at + 32 <= stopAt) {
+    store<f64>(at, f);
+    store<f64>(at, f + 1.0, 8);
+    store<f64>(at, f + 2.0, 16);
+    store<f64>(at, f + 3.0, 24);
+    f += 4.0;
+    at += 32;
+  }
+  while (at < stopAt) {
+    store<f64>(at, f);
+    f += 1.0;
+    at += 8;
+  }
+  taken += <u32>nr;
   hugePages += <u32>nr;
   return true;
 }
@@ -365,7 +513,7 @@ function walkRange(lv: u64, end: u64): void {
       }
       const next = <u32>ptePfn(e);
       if (level == 2) {
-        ok = ptes(next, ea, e, lv, to, first);
+        ok = (fl & GUPM_LOCKED) == 0 && races == 0 ? ptesFast(next, ea, e, lv, to) : ptes(next, ea, e, lv, to, first);
         if (!ok) return;
         lv = to;
         break;
@@ -379,7 +527,7 @@ function walkRange(lv: u64, end: u64): void {
 /**
  * gupRange - take the pages [@vpn, @vpn + @npages) of the address space under @root, the
  * GUP-fast way or (GUPM_LOCKED) the slow path's, with FOLL_* @flags and the task's @pkru.
- * Exactly one of FOLL_GET and FOLL_PIN. Writes one u32 pfn per page taken from the ring's
+ * Exactly one of FOLL_GET and FOLL_PIN. Writes one f64 pfn per page taken from the ring's
  * first entry. Returns the number of pages taken (REG_GUP_STOP says why it stopped there),
  * or -EINVAL for a bad root, range or flags, with nothing taken.
  */
@@ -433,6 +581,9 @@ export function gupRange(root: f64, vpn: f64, npages: u32, flags: u32, pk: u32):
     }
     atomic.add<u32>(w, 1); // local_irq_restore
   }
+  if (pinAcquired != 0) atomic.add<i64>(HDR_ADDR + HDR_FOLL_PIN_ACQUIRED, pinAcquired);
+  pinAcquired = 0;
+  flushPinReleased();
   store<u32>(RING + REG_GUP_STOP, stopWhy);
   store<u32>(RING + REG_GUP_GRABS, grabs);
   store<u32>(RING + REG_GUP_LOADS, loads);
@@ -446,10 +597,10 @@ export function gupRange(root: f64, vpn: f64, npages: u32, flags: u32, pk: u32):
 function undoAll(): void {
   let i: u32 = 0;
   while (i < taken) {
-    const pfn = load<u32>(out + (<usize>i << 2));
+    const pfn = <u32>load<f64>(out + (<usize>i << 3));
     const head = folioHead(pfn);
     let n: u32 = 1;
-    while (i + n < taken && folioHead(load<u32>(out + (<usize>(i + n) << 2))) == head) n++;
+    while (i + n < taken && folioHead(<u32>load<f64>(out + (<usize>(i + n) << 3))) == head) n++;
     gupPutFolio(head, <i32>n, fl);
     i += n;
   }

@@ -11,7 +11,7 @@
  * - Unlike the kernel, which trusts the caller, a release of pins or references that are not
  *   there is refused before anything changes: -EINVAL, the reason and the entry's index.
  */
-import { GUP_PIN_COUNTING_BIAS, FRAME_REFCOUNT, PG_head, PG_dirty } from "../../src/abi/frame";
+import { GUP_PIN_COUNTING_BIAS, FRAME_REFCOUNT, FRAME_SIZE, FRAME_INDEX, PG_head, PG_dirty } from "../../src/abi/frame";
 import { FOLL_PIN, UNPIN_DIRTY, UNPIN_PUT, UNPIN_CHECK, REG_GUP_GRABS, REG_GUP_DIRTIED } from "../../src/abi/gup";
 import { HDR_ADDR, HDR_ZERO_PFN, HDR_FOLL_PIN_RELEASED, RING_ENTRY0, RENT_SIZE, REG_FREED } from "../../src/abi/header";
 import { EINVAL } from "../../src/abi/errno";
@@ -20,18 +20,28 @@ import { fail } from "../errno";
 import { NR_FRAMES, RING_ENTRIES } from "../layout";
 import { RING, ringCheck } from "../ring";
 import { frame, frameFlags, pfnToZone } from "../phys/frame";
-import { folioHead, folioPut, folioPincountAdd, pageFlagsUpdate } from "./page";
+import { folioHead, folioOrder, folioPut, folioPincountAdd, pageFlagsUpdate } from "./page";
+import { freeBlock } from "../phys/buddy";
 
 let freed: u32 = 0;
+const NONE: u32 = 0xffff_ffff;
+/** NR_FOLL_PIN_RELEASED not yet added to the shared counter (one atomic per call, not per folio). */
+export let pinReleased: i64 = 0;
+
+/** flushPinReleased - add what this call released to /proc/vmstat's nr_foll_pin_released. */
+export function flushPinReleased(): void {
+  if (pinReleased != 0) atomic.add<i64>(HDR_ADDR + HDR_FOLL_PIN_RELEASED, pinReleased);
+  pinReleased = 0;
+}
 
 /**
  * gupPutFolio - release @refs pages' worth of what GUP took on the folio @head with @flags
- * (FOLL_PIN or FOLL_GET). Returns whether the folio was freed.
+ * (FOLL_PIN or FOLL_GET). Returns whether the folio was freed. The caller flushes pinReleased.
  */
 export function gupPutFolio(head: u32, refs: i32, flags: u32): bool {
   if (flags & FOLL_PIN) {
     if (head == load<u32>(HDR_ADDR + HDR_ZERO_PFN)) return false;
-    atomic.add<i64>(HDR_ADDR + HDR_FOLL_PIN_RELEASED, refs);
+    pinReleased += refs;
     if (frameFlags(head) & PG_head) {
       folioPincountAdd(head, -refs);
     } else {
@@ -43,63 +53,101 @@ export function gupPutFolio(head: u32, refs: i32, flags: u32): bool {
 
 // @ts-ignore: decorator
 @inline function entry(i: u32): u32 {
-  return load<u32>(RING + RING_ENTRY0 + (<usize>i << 2));
+  const v = load<f64>(RING + RING_ENTRY0 + (<usize>i << 3));
+  return v >= 0 && v < 4294967296.0 && v == Math.floor(v) ? <u32>v : NONE;
 }
 
-/** The length of the run of entries from @i in the same folio as entry @i (gup_folio_next). */
-function run(i: u32, n: u32, head: u32): u32 {
+/** The folio head of entry @i, or NONE for a frame beyond the machine. */
+// @ts-ignore: decorator
+@inline function headAt(i: u32): u32 {
+  const p = entry(i);
+  return p < NR_FRAMES ? folioHead(p) : NONE;
+}
+
+/* The run found by nextRun: entries [runStart, runStart + runLen) share the folio runHead. */
+let runStart: u32 = 0;
+let runLen: u32 = 0;
+let runHead: u32 = 0;
+let nextHead: u32 = 0;
+
+/** Start iterating the runs of entries [0, @n) (gup_folio_next). */
+function runsBegin(n: u32): void {
+  runStart = 0;
+  runLen = 0;
+  nextHead = n > 0 ? headAt(0) : NONE;
+}
+
+/** Step to the next run; false at the end. Each entry's head is looked up once. */
+function nextRun(n: u32): bool {
+  runStart += runLen;
+  if (runStart >= n) return false;
+  runHead = nextHead;
   let k: u32 = 1;
-  while (i + k < n) {
-    const p = entry(i + k);
-    if (<u64>p >= <u64>NR_FRAMES || folioHead(p) != head) break;
+  nextHead = NONE;
+  // Consecutive frames inside a large folio need no look at their records.
+  const end: u32 = runHead == NONE ? 0 : runHead + (<u32>1 << folioOrder(runHead));
+  let prev = entry(runStart);
+  while (runStart + k < n) {
+    const e = entry(runStart + k);
+    if (e == prev + 1 && e < end && prev != NONE) {
+      prev = e;
+      k++;
+      continue;
+    }
+    prev = e;
+    const h = e < NR_FRAMES ? folioHead(e) : NONE;
+    if (h != runHead || h == NONE) {
+      nextHead = h;
+      break;
+    }
     k++;
   }
-  return k;
+  runLen = k;
+  return true;
 }
 
 /**
- * unpinPages - release the @n pages whose pfns are in the ring (u32 each from the first
+ * unpinPages - release the @n pages whose pfns are in the ring (f64 each from the first
  * entry): unpin them (FOLL_PIN references), or with UNPIN_PUT put them (FOLL_GET ones);
- * UNPIN_DIRTY marks each folio dirty first; UNPIN_CHECK only checks. Returns 0 (REG_FREED: folios freed; REG_GUP_GRABS:
- * folio operations; REG_GUP_DIRTIED: folios newly dirtied), or -EINVAL with nothing changed
- * when an entry is not a page of this machine or holds fewer pins (references) than its
- * entries release (REG arg: the entry's index).
+ * UNPIN_DIRTY marks each folio dirty first; UNPIN_CHECK only checks. Returns 0 (REG_FREED:
+ * folios freed; REG_GUP_GRABS: folio operations; REG_GUP_DIRTIED: folios newly dirtied), or
+ * -EINVAL with nothing changed when an entry is not a page of this machine or holds fewer
+ * pins (references) than its entries release (REG arg: the entry's index).
  */
 export function unpinPages(n: u32, flags: u32): i32 {
   const rr = ringCheck();
   if (rr < 0) return rr;
   if (flags & ~(UNPIN_DIRTY | UNPIN_PUT | UNPIN_CHECK)) return fail(EINVAL, R_FLAGS, flags);
-  if (n > <u32>((RING_ENTRIES * RENT_SIZE) >> 2)) return fail(EINVAL, R_COUNT, n);
+  if (n > <u32>((RING_ENTRIES * RENT_SIZE) >> 3)) return fail(EINVAL, R_COUNT, n);
   const pin = (flags & UNPIN_PUT) == 0;
   const zero = load<u32>(HDR_ADDR + HDR_ZERO_PFN);
+  if ((flags & (UNPIN_DIRTY | UNPIN_CHECK)) == 0) return releaseRuns(n, pin, zero);
   // Check every run first: a failed call changes nothing. Runs of ascending folios (the
   // usual array, in address order) are checked one at a time; otherwise a folio's runs are
   // added up first.
-  let i: u32 = 0;
   let prev: i64 = -1;
   let ascending = true;
-  while (i < n) {
-    const p = entry(i);
-    if (<u64>p >= <u64>NR_FRAMES || pfnToZone(p) < 0) return fail(EINVAL, R_PFN_NOT_RAM, i);
-    const head = folioHead(p);
-    const k = run(i, n, head);
+  runsBegin(n);
+  while (nextRun(n)) {
+    const head = runHead;
+    if (head == NONE) return fail(EINVAL, R_PFN_NOT_RAM, runStart);
     if (<i64>head <= prev) ascending = false;
     prev = head;
-    if (!holds(head, <i32>k, pin, zero)) return fail(EINVAL, R_NOT_PINNED, i);
-    i += k;
+    if (!holds(head, <i32>runLen, pin, zero)) {
+      return fail(EINVAL, pfnToZone(head) < 0 ? R_PFN_NOT_RAM : R_NOT_PINNED, runStart);
+    }
   }
   if (!ascending) {
-    i = 0;
+    let i: u32 = 0;
     while (i < n) {
-      const head = folioHead(entry(i));
-      const k = run(i, n, head);
+      const head = headAt(i);
+      let k: u32 = 1;
+      while (i + k < n && headAt(i + k) == head) k++;
       let total = k;
       let j = i + k;
       while (j < n) {
-        const h = folioHead(entry(j));
-        const m = run(j, n, h);
-        if (h == head) total += m;
-        j += m;
+        if (headAt(j) == head) total++;
+        j++;
       }
       if (!holds(head, <i32>total, pin, zero)) return fail(EINVAL, R_NOT_PINNED, i);
       i += k;
@@ -109,22 +157,121 @@ export function unpinPages(n: u32, flags: u32): i32 {
   freed = 0;
   let ops: u32 = 0;
   let dirtied: u32 = 0;
-  i = 0;
-  while (i < n) {
-    const head = folioHead(entry(i));
-    const k = run(i, n, head);
+  runsBegin(n);
+  while (nextRun(n)) {
+    const head = runHead;
     if ((flags & UNPIN_DIRTY) != 0 && (frameFlags(head) & PG_dirty) == 0 && !(pin && head == zero)) {
       pageFlagsUpdate(head, PG_dirty, 0);
       dirtied++;
     }
-    if (gupPutFolio(head, <i32>k, pin ? FOLL_PIN : 0)) freed++;
+    if (gupPutFolio(head, <i32>runLen, pin ? FOLL_PIN : 0)) freed++;
     ops++;
-    i += k;
   }
+  flushPinReleased();
   store<u32>(RING + REG_FREED, freed);
   store<u32>(RING + REG_GUP_GRABS, ops);
   store<u32>(RING + REG_GUP_DIRTIED, dirtied);
   return 0;
+}
+
+/* An entry whose folio lost its last reference is stored as -1 - pfn until the folio is freed. */
+
+/** Subtract @k from the counter at @a unless that takes it below zero; the new value or -1. */
+// @ts-ignore: decorator
+@inline function subIfHeld(a: usize, k: i32): i32 {
+  let old = atomic.load<i32>(a);
+  while (old >= k) {
+    const seen = atomic.cmpxchg<i32>(a, old, old - k);
+    if (seen == old) return old - k;
+    old = seen;
+  }
+  return -1;
+}
+
+/**
+ * releaseRuns - unpinPages without dirtying or checking first: one pass that takes each
+ * run's pins (references) back only if they are there. On the first run that does not hold
+ * them, the runs already released get theirs back and the call fails with nothing changed;
+ * folios whose last reference went are freed only once every run succeeded (no one else can
+ * take a reference on a folio at zero, so giving it back is safe).
+ */
+function releaseRuns(n: u32, pin: bool, zero: u32): i32 {
+  let ops: u32 = 0;
+  let pending: u32 = 0;
+  runsBegin(n);
+  while (nextRun(n)) {
+    const head = runHead;
+    if (head == NONE) return undoRuns(runStart, pin, zero, R_PFN_NOT_RAM);
+    if (pin && head == zero) continue;
+    const k = <i32>runLen;
+    const ra = frame(head) + FRAME_REFCOUNT;
+    let left: i32;
+    if (!pin) {
+      left = subIfHeld(ra, k);
+    } else if (frameFlags(head) & PG_head) {
+      const pa = frame(head) + FRAME_SIZE + FRAME_INDEX;
+      if (subIfHeld(pa, k) < 0) return undoRuns(runStart, pin, zero, R_NOT_PINNED);
+      left = subIfHeld(ra, k);
+      if (left < 0) {
+        atomic.add<i32>(pa, k);
+        return undoRuns(runStart, pin, zero, R_NOT_PINNED);
+      }
+      pinReleased += k;
+    } else {
+      left = subIfHeld(ra, k * GUP_PIN_COUNTING_BIAS);
+      if (left >= 0) pinReleased += k;
+    }
+    if (left < 0) return undoRuns(runStart, pin, zero, R_NOT_PINNED);
+    if (left == 0) {
+      store<f64>(RING + RING_ENTRY0 + (<usize>runStart << 3), -1.0 - <f64>head);
+      pending++;
+    }
+    ops++;
+  }
+  freed = 0;
+  if (pending) {
+    for (let i: u32 = 0; i < n; i++) {
+      const v = load<f64>(RING + RING_ENTRY0 + (<usize>i << 3));
+      if (v < 0) {
+        const head = <u32>(-1.0 - v);
+        freeBlock(head, folioOrder(head));
+        freed++;
+      }
+    }
+  }
+  flushPinReleased();
+  store<u32>(RING + REG_FREED, freed);
+  store<u32>(RING + REG_GUP_GRABS, ops);
+  store<u32>(RING + REG_GUP_DIRTIED, 0);
+  return 0;
+}
+
+/** Give back what releaseRuns took from the runs before entry @upto, and fail with @reason. */
+function undoRuns(upto: u32, pin: bool, zero: u32, reason: u32): i32 {
+  pinReleased = 0;
+  let i: u32 = 0;
+  while (i < upto) {
+    const head = pendingHead(i);
+    let k: u32 = 1;
+    while (i + k < upto && pendingHead(i + k) == head) k++;
+    if (!(pin && head == zero)) {
+      const ra = frame(head) + FRAME_REFCOUNT;
+      if (!pin) atomic.add<i32>(ra, <i32>k);
+      else if (frameFlags(head) & PG_head) {
+        atomic.add<i32>(frame(head) + FRAME_SIZE + FRAME_INDEX, <i32>k);
+        atomic.add<i32>(ra, <i32>k);
+      } else atomic.add<i32>(ra, <i32>k * GUP_PIN_COUNTING_BIAS);
+    }
+    i += k;
+  }
+  const h = upto < RING_ENTRIES ? headAt(upto) : NONE;
+  return fail(EINVAL, h == NONE || pfnToZone(h) < 0 ? R_PFN_NOT_RAM : reason, upto);
+}
+
+/** The folio head of entry @i, which releaseRuns may have marked as freed (-1 - head). */
+function pendingHead(i: u32): u32 {
+  const v = load<f64>(RING + RING_ENTRY0 + (<usize>i << 3));
+  return v < 0 ? <u32>(-1.0 - v) : folioHead(<u32>v);
 }
 
 /** holds - does folio @head hold @k pages' worth of pins (@pin) or references? */

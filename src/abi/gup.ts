@@ -82,8 +82,8 @@ export const UNPIN_PUT = 1 << 1; // put_page: drop FOLL_GET references, not pins
 export const UNPIN_CHECK = 1 << 2; // only check that the release would be accepted; change nothing
 
 /*
- * The output of gupRange: one u32 pfn per page from RING_ENTRY0; the input of unpinPages:
- * the same. A ring holds RING_ENTRIES * RENT_SIZE / 4 of them.
+ * The output of gupRange: one f64 pfn per page from RING_ENTRY0 (the host copies them into
+ * its Float64Array without converting); the input of unpinPages: the same.
  *
  * Race script (GUPM_RACE, tests only): a u32 count at RACE_BASE bytes from the end of the
  * ring's entries, then up to RACE_MAX records of RACE_SIZE bytes. Record r acts when the walk

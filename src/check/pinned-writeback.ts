@@ -43,7 +43,9 @@ export class PinnedWritebackChecker {
   readonly #k: Kernel;
   readonly #sites: boolean;
   readonly #report: (r: CheckReport) => void;
+  /** The newest LOG_CALLS pin calls, a ring: #log[#next] is the oldest once it is full. */
   readonly #log: PinCall[] = [];
+  #next = 0;
   /** Pages writeback cleaned while they looked pinned, by frame. */
   readonly #cleaned = new Map<number, Cleaned>();
 
@@ -56,14 +58,17 @@ export class PinnedWritebackChecker {
   /** A pin call took @n pages of @pages. */
   pinned(pid: number, fn: string, pages: PagesArray, n: number): void {
     const pfns = pages instanceof Float64Array ? pages.slice(0, n) : Float64Array.from(pages.slice(0, n));
-    this.#log.push({ fn, pid, time: this.#k.clock.now, pfns, site: this.#sites ? new Error("pin") : null });
-    if (this.#log.length > LOG_CALLS) this.#log.shift();
+    const call = { fn, pid, time: this.#k.clock.now, pfns, site: this.#sites ? new Error("pin") : null };
+    if (this.#log.length < LOG_CALLS) this.#log.push(call);
+    else this.#log[this.#next] = call;
+    this.#next = (this.#next + 1) % LOG_CALLS;
   }
 
   /** The newest logged pin call that took frame @pfn. */
   #pinSite(pfn: number): CallSite | undefined {
-    for (let i = this.#log.length - 1; i >= 0; i--) {
-      const c = this.#log[i]!;
+    const n = this.#log.length;
+    for (let j = 1; j <= n; j++) {
+      const c = this.#log[(this.#next - j + n) % n]!;
       if (c.pfns.indexOf(pfn) >= 0) return { fn: c.fn, pid: c.pid, time: c.time, stack: userFrames(c.site) };
     }
     return undefined;

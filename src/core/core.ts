@@ -42,9 +42,27 @@ export class Core {
     this.ring = 0;
   }
 
+  /** HDR_POOL_SLOTS when the views were made: the memory grows only with the pool. */
+  #slots = -1;
+
+  /**
+   * The views over the memory, remade when it has grown. Reading memory.buffer of a shared
+   * memory is slow (a fifth of a GUP call's time when done per access), so the check is the
+   * pool's slot count in the header, which the core bumps after every memory.grow().
+   */
   #views(): void {
+    if (this.#buf !== undefined && this.#u32[(H.HDR_ADDR + H.HDR_POOL_SLOTS) >>> 2] === this.#slots) return;
     const buf = this.memory.buffer;
-    if (buf === this.#buf && buf.byteLength === this.#u8.byteLength) return;
+    if (buf !== this.#buf || buf.byteLength !== this.#u8.byteLength) this.#make(buf);
+    this.#slots = this.#u32[(H.HDR_ADDR + H.HDR_POOL_SLOTS) >>> 2]!;
+  }
+
+  /** invalidateViews - the host grew the memory itself: remake the views on next use. */
+  invalidateViews(): void {
+    this.#buf = undefined;
+  }
+
+  #make(buf: ArrayBufferLike): void {
     this.#buf = buf;
     this.#u8 = new Uint8Array(buf);
     this.#u32 = new Uint32Array(buf);

@@ -78,11 +78,13 @@ function fastOnly(
   if (nrPages === 0) return 0;
   gupRangeChunked(env.core, pgd, vpn, nrPages, flags & ~G.FOLL_FAST_ONLY, pkru, pages, 0, st);
   env.clock.advance(gupModeledNs(env.costs, st));
-  env.trace.emit(
-    "gup.call",
-    { pid, fn, va: hex(start), nr: nrPages, got: st.taken, flags: follNames(flags), fast: st.taken, stop: GUP_STOP_NAMES[st.stop] ?? "?", faults: 0 },
-    ts, env.clock.now - ts, env.core.thread,
-  );
+  if (env.trace.enabled) {
+    env.trace.emit(
+      "gup.call",
+      { pid, fn, va: hex(start), nr: nrPages, got: st.taken, flags: follNames(flags), fast: st.taken, stop: GUP_STOP_NAMES[st.stop] ?? "?", faults: 0 },
+      ts, env.clock.now - ts, env.core.thread,
+    );
+  }
   return st.taken;
 }
 

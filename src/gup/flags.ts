@@ -6,6 +6,25 @@
 import * as G from "../abi/gup.js";
 import { DmaError } from "../errors.js";
 
+/** The FOLL_* values (v6.12), for callers that pass flags as a number. */
+export const FOLL = {
+  WRITE: G.FOLL_WRITE,
+  GET: G.FOLL_GET,
+  DUMP: G.FOLL_DUMP,
+  FORCE: G.FOLL_FORCE,
+  NOWAIT: G.FOLL_NOWAIT,
+  NOFAULT: G.FOLL_NOFAULT,
+  HWPOISON: G.FOLL_HWPOISON,
+  ANON: G.FOLL_ANON,
+  LONGTERM: G.FOLL_LONGTERM,
+  SPLIT_PMD: G.FOLL_SPLIT_PMD,
+  PCI_P2PDMA: G.FOLL_PCI_P2PDMA,
+  INTERRUPTIBLE: G.FOLL_INTERRUPTIBLE,
+  HONOR_NUMA_FAULT: G.FOLL_HONOR_NUMA_FAULT,
+  TOUCH: G.FOLL_TOUCH,
+  PIN: G.FOLL_PIN,
+} as const;
+
 /** The public FOLL_* flags a caller may pass, by name. */
 export interface GupFlags {
   /** FOLL_WRITE: the caller (a device) will write to the pages. */

@@ -201,7 +201,26 @@ function gupLongtermLocked(p: Process, vpn: number, nr: number, flags: number, p
   });
 }
 
-/** Run @fn as entry point @name: trace, cost, and the checkers' pin log. */
+/** The end of an entry point: its trace event, counters, and the checkers' pin log. */
+function finish(p: Process, name: string, start: Address, nrPages: number, flags: number, pages: PagesArray, got: number, rec: CallRecord | null, ts: number): void {
+  const k = p.kernel;
+  if (k.trace.enabled) {
+    k.trace.emit(
+      "gup.call",
+      {
+        pid: p.pid, fn: name, va: hex(start), nr: nrPages, got, flags: follNames(flags), fast: rec ? rec.fast : got,
+        stop: GUP_STOP_NAMES[rec ? rec.stop : st.stop] ?? "?", faults: rec ? rec.faults : 0,
+      },
+      ts, k.clock.now - ts, p.cpu.index,
+    );
+  }
+  if (got > 0) {
+    k.trace.count(flags & G.FOLL_PIN ? "gup.pinned_pages" : "gup.got_pages", got);
+    if (flags & G.FOLL_PIN) k.checkers.pinned(p, name, start, pages, got, flags);
+  }
+}
+
+/** Run @fn as entry point @name: its call cost, then finish(). */
 function entry(p: Process, name: string, start: Address, nrPages: number, flags: number, pages: PagesArray, fn: (rec: CallRecord) => number): number {
   const k = p.kernel;
   const ts = k.clock.now;
@@ -212,15 +231,7 @@ function entry(p: Process, name: string, start: Address, nrPages: number, flags:
     got = fn(rec);
     return got;
   } finally {
-    k.trace.emit(
-      "gup.call",
-      { pid: p.pid, fn: name, va: hex(start), nr: nrPages, got, flags: follNames(flags), fast: rec.fast, stop: GUP_STOP_NAMES[rec.stop] ?? "?", faults: rec.faults },
-      ts, k.clock.now - ts, p.cpu.index,
-    );
-    if (got > 0) {
-      k.trace.count(flags & G.FOLL_PIN ? "gup.pinned_pages" : "gup.got_pages", got);
-      if (flags & G.FOLL_PIN) k.checkers.pinned(p, name, start, pages, got, flags);
-    }
+    finish(p, name, start, nrPages, flags, pages, got, rec, ts);
   }
 }
 
@@ -238,22 +249,30 @@ function gupFastFallback(p: Process, name: string, start: Address, nrPages: numb
     throw new DmaError("EINVAL", `${name}: gupFlags ${follNames(flags)} are not allowed here`, { arg: "gupFlags" });
   }
   const vpn = gupRangeArgs(k, start, nrPages, name);
-  return entry(p, name, start, nrPages, flags, pages, (rec) => {
-    if (nrPages === 0) return 0;
+  const ts = k.clock.now;
+  k.clock.advance(k.costs.gupCall.ns);
+  st.taken = 0;
+  st.stop = G.GUP_STOP_NONE;
+  if (nrPages > 0) {
     gupRangeChunked(k.core, p.mm.pgd.pfn, vpn, nrPages, flags & CORE_FOLL, p.cpu.pkru, pages, 0, st);
     k.clock.advance(gupModeledNs(k.costs, st));
-    const fast = st.taken;
-    rec.fast = fast;
-    rec.stop = st.stop;
-    if (fast === nrPages || flags & G.FOLL_FAST_ONLY) return fast;
-    try {
-      const rest = gupLongtermLocked(p, vpn + fast, nrPages - fast, flags | G.FOLL_TOUCH | G.FOLL_UNLOCKABLE, pages, fast, rec);
-      return fast + rest;
-    } catch (e) {
-      if (fast > 0 && e instanceof DmaError) return fast;
-      throw e;
-    }
-  });
+  }
+  const fast = st.taken;
+  if (fast === nrPages || flags & G.FOLL_FAST_ONLY) {
+    finish(p, name, start, nrPages, flags, pages, fast, null, ts);
+    return fast;
+  }
+  // The slow path for the rest, with FOLL_TOUCH; a failure there keeps the fast pages.
+  const rec: CallRecord = { fn: name, fast, faults: 0, stop: st.stop, unpinnable: 0 };
+  let got = fast;
+  try {
+    got += gupLongtermLocked(p, vpn + fast, nrPages - fast, flags | G.FOLL_TOUCH | G.FOLL_UNLOCKABLE, pages, fast, rec);
+  } catch (e) {
+    if (!(fast > 0 && e instanceof DmaError)) throw e;
+  } finally {
+    finish(p, name, start, nrPages, flags, pages, got, rec, ts);
+  }
+  return got;
 }
 
 /**

@@ -44,20 +44,24 @@ export function gupRangeChunked(
   st.loads = 0;
   st.unpinnable = 0;
   const max = core.gupMax;
-  const first = (core.ring + H.RING_ENTRY0) >>> 2;
+  const first = (core.ring + H.RING_ENTRY0) >>> 3;
+  const x = core.x;
   while (st.taken < n) {
     const want = Math.min(max, n - st.taken);
-    const got = core.check(core.x.gupRange(root, vpn + st.taken, want, flags, pkru), "gupRange");
-    st.grabs += core.reg32(G.REG_GUP_GRABS);
-    st.hugePages += core.reg32(G.REG_GUP_HUGE_PAGES);
-    st.loads += core.reg32(G.REG_GUP_LOADS);
-    st.unpinnable += core.reg32(G.REG_GUP_UNPINNABLE);
-    const from = core.u32.subarray(first, first + got);
-    if (pages instanceof Float64Array) pages.set(from, off + st.taken);
-    else for (let i = 0; i < got; i++) pages[off + st.taken + i] = from[i]!;
+    const got = x.gupRange(root, vpn + st.taken, want, flags, pkru);
+    if (got < 0) core.check(got, "gupRange");
+    const u32 = core.u32; // after the call: the memory may have grown
+    const regs = core.ring >>> 2;
+    st.grabs += u32[regs + G.REG_GUP_GRABS / 4]!;
+    st.hugePages += u32[regs + G.REG_GUP_HUGE_PAGES / 4]!;
+    st.loads += u32[regs + G.REG_GUP_LOADS / 4]!;
+    st.unpinnable += u32[regs + G.REG_GUP_UNPINNABLE / 4]!;
+    const f64 = core.f64;
+    if (pages instanceof Float64Array) pages.set(f64.subarray(first, first + got), off + st.taken);
+    else for (let i = 0; i < got; i++) pages[off + st.taken + i] = f64[first + i]!;
     st.taken += got;
     if (got < want) {
-      st.stop = core.reg32(G.REG_GUP_STOP);
+      st.stop = u32[regs + G.REG_GUP_STOP / 4]!;
       break;
     }
   }

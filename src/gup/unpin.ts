@@ -42,15 +42,16 @@ function checkEntries(pages: PagesArray, off: number, n: number, fn: string): vo
  * leaves everything as it was. Returns the stats (a reused object).
  */
 export function unpinFrames(core: Core, pages: PagesArray, off: number, n: number, flags: number, fn: string): UnpinStats {
-  checkEntries(pages, off, n, fn);
+  if (!(pages instanceof Float64Array)) checkEntries(pages, off, n, fn); // the core checks a Float64Array's
+
   last.folios = 0;
   last.dirtied = 0;
   last.freed = 0;
   const max = core.gupMax;
-  const first = (core.ring + H.RING_ENTRY0) >>> 2;
+  const first = (core.ring + H.RING_ENTRY0) >>> 3;
   const load = (at: number, k: number): void => {
-    if (pages instanceof Float64Array) core.u32.set(pages.subarray(at, at + k), first);
-    else for (let i = 0; i < k; i++) core.u32[first + i] = pages[at + i]!;
+    if (pages instanceof Float64Array) core.f64.set(pages.subarray(at, at + k), first);
+    else for (let i = 0; i < k; i++) core.f64[first + i] = pages[at + i]!;
   };
   if (n > max) {
     for (let at = 0; at < n; at += max) {
@@ -108,7 +109,7 @@ function release(m: Machine, fn: string, pages: PagesArray, npages: number, flag
   const ts = m.clock.now;
   const s = unpinFrames(core, pages, 0, npages, flags, fn);
   const ns = charge(m, npages, s);
-  m.trace.emit("gup.unpin", { fn, n: npages, folios: s.folios, dirtied: s.dirtied, freed: s.freed }, ts, ns);
+  if (m.trace.enabled) m.trace.emit("gup.unpin", { fn, n: npages, folios: s.folios, dirtied: s.dirtied, freed: s.freed }, ts, ns);
   if (!(flags & G.UNPIN_PUT)) m.trace.count("gup.unpinned_pages", npages);
 }
 

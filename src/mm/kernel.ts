@@ -17,6 +17,7 @@ import { AnonVma } from "./anon-vma.js";
 import type { Inode } from "../fs/inode.js";
 import type { Process } from "./process.js";
 import type { Fs } from "../fs/fs.js";
+import type { Machine } from "../machine.js";
 import { PageTable } from "../mmu/pgtable.js";
 import { Checkers, type CheckOptions } from "../check/checkers.js";
 
@@ -177,6 +178,8 @@ export class Kernel {
    * only, so a page faulted in for a FOLL_LONGTERM pin need not be migrated again.
    */
   memallocPin = 0;
+  /** The machine handle this kernel lives with (set by Machine). */
+  machine: Machine | null = null;
   /** The rule checkers watching this kernel. */
   readonly checkers: Checkers;
 
