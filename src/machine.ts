@@ -88,6 +88,17 @@ export class Machine {
     return this.#kernel ? [...this.#kernel.checkers.reports] : [];
   }
 
+  /**
+   * vmstat - the /proc/vmstat counters the machine keeps: nr_foll_pin_acquired and
+   * nr_foll_pin_released (pages pinned and unpinned with FOLL_PIN since boot; equal when no
+   * page is pinned).
+   */
+  vmstat(): { nr_foll_pin_acquired: number; nr_foll_pin_released: number } {
+    const u = this.#core.u32;
+    const at = (off: number): number => u[(H.HDR_ADDR + off) >>> 2]! + u[(H.HDR_ADDR + off + 4) >>> 2]! * 2 ** 32;
+    return { nr_foll_pin_acquired: at(H.HDR_FOLL_PIN_ACQUIRED), nr_foll_pin_released: at(H.HDR_FOLL_PIN_RELEASED) };
+  }
+
   /** @internal the kernel, if this handle created the machine and has built it; else null. */
   get kernelIfHere(): Kernel | null {
     return this.#kernel;
