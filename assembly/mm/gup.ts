@@ -25,7 +25,7 @@ import {
   GUP_STOP_NONE, GUP_STOP_NOT_PRESENT, GUP_STOP_PERM, GUP_STOP_SPECIAL, GUP_STOP_DEVMAP,
   GUP_STOP_GRAB, GUP_STOP_CHANGED, GUP_STOP_LONGTERM, GUP_STOP_UNSHARE, GUP_STOP_FILE_PIN,
   GUP_STOP_SEQ, GUP_STOP_NO_PAGE, REG_GUP_STOP, REG_GUP_GRABS, REG_GUP_LOADS, REG_GUP_HUGE_PAGES,
-  REG_GUP_UNPINNABLE, RACE_BASE, RACE_MAX, RACE_SIZE, RACE_AT, RACE_PHASE, RACE_VPN,
+  REG_GUP_UNPINNABLE, RACE_BASE, RACE_RECORDS, RACE_MAX, RACE_SIZE, RACE_AT, RACE_PHASE, RACE_VPN,
   RACE_LEVEL, RACE_PUT, RACE_PTE_LO, RACE_PTE_HI, RACE_SEQ,
 } from "../../src/abi/gup";
 import {
@@ -34,7 +34,7 @@ import {
 } from "../../src/abi/header";
 import {
   FRAME_SIZE, FRAME_FLAGS, FRAME_REFCOUNT, FRAME_MAPCOUNT, FRAME_BACKING, GUP_PIN_COUNTING_BIAS, PG_head,
-  PG_tail, PG_anon, PG_anon_exclusive, PG_swapbacked, PG_referenced, PG_dirty, PG_has_pinned,
+  PG_tail, PG_anon, PG_anon_exclusive, PG_swapbacked, PG_referenced, PG_dirty, PG_has_pinned, PG_pgtable,
   ZONE_NORMAL, ZONE_DEVICE,
 } from "../../src/abi/frame";
 import { PTE_SOFTW1, PTE_BIT_PKEY } from "../../src/abi/x86";
@@ -160,7 +160,7 @@ function grab(pfn: u32, refs: i32): u32 {
 /** Run the race script's records for page @at in @phase (tests only). */
 function race(at: u32, phase: u32): void {
   for (let r: u32 = 0; r < races; r++) {
-    const rec = raceBase + 4 + <usize>r * RACE_SIZE;
+    const rec = raceBase + RACE_RECORDS + <usize>r * RACE_SIZE;
     if (load<u32>(rec + RACE_AT) != at || load<u32>(rec + RACE_PHASE) != phase) continue;
     const vpn = <u64>load<f64>(rec + RACE_VPN);
     const level = load<u32>(rec + RACE_LEVEL);
@@ -168,9 +168,11 @@ function race(at: u32, phase: u32): void {
     if (ea != 0) {
       const pte = (<u64>load<u32>(rec + RACE_PTE_HI) << 32) | <u64>load<u32>(rec + RACE_PTE_LO);
       const old = atomic.xchg<u64>(ea, pte);
-      if (load<u32>(rec + RACE_PUT) != 0 && (old & P) != 0 && (old & SPECIAL) == 0) {
+      const leaf = level == 1 || (old & PS) != 0; // a table entry has no folio to put
+      if (load<u32>(rec + RACE_PUT) != 0 && leaf && (old & P) != 0 && (old & SPECIAL) == 0) {
         const pfn = <u32>ptePfn(old);
-        if (pfn < NR_FRAMES && atomic.load<i32>(frame(folioHead(pfn)) + FRAME_REFCOUNT) > 0) {
+        // (Not a page-table page a stray leaf maps: no CPU's unmap would free that.)
+        if (pfn < NR_FRAMES && (frameFlags(pfn) & PG_pgtable) == 0 && atomic.load<i32>(frame(folioHead(pfn)) + FRAME_REFCOUNT) > 0) {
           folioPut(folioHead(pfn), 1);
         }
       }
@@ -187,6 +189,7 @@ function entryFor(vpn: u64, level: u32): usize {
     if (l == level) return ea;
     const e = atomic.load<u64>(ea);
     if ((e & P) == 0 || (l <= 3 && (e & PS) != 0)) return 0;
+    if (ptePfn(e) >= <u64>NR_FRAMES || (frameFlags(<u32>ptePfn(e)) & PG_pgtable) == 0) return 0;
     t = <u32>ptePfn(e);
   }
   return 0;
@@ -228,8 +231,9 @@ function leafChecks(e: u64, head: u32, excl: u32): bool {
   }
   let set: u32 = 0;
   if ((hf & PG_referenced) == 0) set |= PG_referenced;
-  // FOLL_TOUCH (slow path): a write through a clean PTE dirties the folio.
-  if ((fl & (FOLL_TOUCH | FOLL_WRITE)) == (FOLL_TOUCH | FOLL_WRITE) && (e & D) == 0 && (hf & PG_dirty) == 0) {
+  // FOLL_TOUCH (slow path only; GUP-fast does not look at it): a write through a clean
+  // PTE dirties the folio.
+  if (locked && (fl & (FOLL_TOUCH | FOLL_WRITE)) == (FOLL_TOUCH | FOLL_WRITE) && (e & D) == 0 && (hf & PG_dirty) == 0) {
     set |= PG_dirty;
   }
   if (set) pageFlagsUpdate(head, set, 0);
@@ -268,20 +272,18 @@ function ptesFast(t: u32, pmdAddr: usize, pmd: u64, lv: u64, end: u64): bool {
   let n = taken;
   let g = grabs;
   let why: u32 = GUP_STOP_NONE;
-  for (let v = lv; v < end; v++) {
+  let v = lv;
+  for (; v < end; v++) {
     const pa = base + ((<usize>v & 511) << 3);
     const e = atomic.load<u64>(pa);
     if ((e & need) != need) {
       why = (e & P) == 0 ? GUP_STOP_NOT_PRESENT : GUP_STOP_PERM;
       break;
     }
-    const key = <u32>((e & PKEY_MASK) >> PTE_BIT_PKEY);
-    if (key != 0) {
-      const bits = (pk >> (2 * key)) & 3;
-      if ((bits & 1) != 0 || (write && (bits & 2) != 0)) {
-        why = GUP_STOP_PERM;
-        break;
-      }
+    const bits = (pk >> (2 * <u32>((e & PKEY_MASK) >> PTE_BIT_PKEY))) & 3;
+    if ((bits & 1) != 0 || (write && (bits & 2) != 0)) {
+      why = GUP_STOP_PERM;
+      break;
     }
     if (e & SPECIAL) {
       why = GUP_STOP_SPECIAL;
@@ -340,7 +342,9 @@ function ptesFast(t: u32, pmdAddr: usize, pmd: u64, lv: u64, end: u64): bool {
           why = GUP_STOP_LONGTERM;
           break;
         }
-        atomic.add<i32>(ra, GUP_PIN_COUNTING_BIAS - 1);
+        // A large folio's head counts the pin in _pincount; a small folio in its refcount.
+        if (pf & PG_head) folioPincountAdd(pfn, 1);
+        else atomic.add<i32>(ra, GUP_PIN_COUNTING_BIAS - 1);
         pinAcquired++;
       }
     }
@@ -370,6 +374,7 @@ function ptesFast(t: u32, pmdAddr: usize, pmd: u64, lv: u64, end: u64): bool {
   }
   taken = n;
   grabs = g;
+  loads += <u32>(v - lv) + (why != GUP_STOP_NONE ? 1 : 0); // the entries read, the stopping one too
   if (why != GUP_STOP_NONE) {
     stopWhy = why;
     return false;
@@ -511,7 +516,14 @@ function walkRange(lv: u64, end: u64): void {
         lv = to;
         break;
       }
-      const next = <u32>ptePfn(e);
+      const next64 = ptePfn(e);
+      // A table entry that does not lead to a page-table page (never made by the kernel's
+      // own code; a test may write one) ends the walk rather than read a frame's bytes.
+      if (next64 >= <u64>NR_FRAMES || (frameFlags(<u32>next64) & PG_pgtable) == 0) {
+        stop(GUP_STOP_NOT_PRESENT);
+        return;
+      }
+      const next = <u32>next64;
       if (level == 2) {
         ok = (fl & GUPM_LOCKED) == 0 && races == 0 ? ptesFast(next, ea, e, lv, to) : ptes(next, ea, e, lv, to, first);
         if (!ok) return;

@@ -153,7 +153,12 @@ export function unpinPages(n: u32, flags: u32): i32 {
       i += k;
     }
   }
-  if (flags & UNPIN_CHECK) return 0;
+  if (flags & UNPIN_CHECK) {
+    store<u32>(RING + REG_FREED, 0);
+    store<u32>(RING + REG_GUP_GRABS, 0);
+    store<u32>(RING + REG_GUP_DIRTIED, 0);
+    return 0;
+  }
   freed = 0;
   let ops: u32 = 0;
   let dirtied: u32 = 0;
@@ -264,7 +269,7 @@ function undoRuns(upto: u32, pin: bool, zero: u32, reason: u32): i32 {
     }
     i += k;
   }
-  const h = upto < RING_ENTRIES ? headAt(upto) : NONE;
+  const h = headAt(upto);
   return fail(EINVAL, h == NONE || pfnToZone(h) < 0 ? R_PFN_NOT_RAM : reason, upto);
 }
 

@@ -86,7 +86,8 @@ export const UNPIN_CHECK = 1 << 2; // only check that the release would be accep
  * its Float64Array without converting); the input of unpinPages: the same.
  *
  * Race script (GUPM_RACE, tests only): a u32 count at RACE_BASE bytes from the end of the
- * ring's entries, then up to RACE_MAX records of RACE_SIZE bytes. Record r acts when the walk
+ * ring's entries, then (from RACE_RECORDS, 8-byte aligned) up to RACE_MAX records of
+ * RACE_SIZE bytes. Record r acts when the walk
  * reaches page @at (relative to the call's first page) in @phase: it stores @pte (lo/hi) at
  * @vpn's entry of @level in the same root, drops one reference of the folio the old entry
  * mapped if @put, and adds @seq to the mm's write_protect_seq. As another CPU's stores
@@ -95,7 +96,8 @@ export const UNPIN_CHECK = 1 << 2; // only check that the release would be accep
  */
 export const RACE_MAX = 4;
 export const RACE_SIZE = 40;
-export const RACE_BASE = 16 + RACE_MAX * RACE_SIZE; // bytes before the end of the entries
+export const RACE_RECORDS = 8; // the records' offset from the count
+export const RACE_BASE = RACE_RECORDS + RACE_MAX * RACE_SIZE; // bytes before the end of the entries
 export const RACE_AT = 0; // u32
 export const RACE_PHASE = 4; // u32: 0 before the grab, 1 after it
 export const RACE_VPN = 8; // f64

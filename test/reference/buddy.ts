@@ -33,6 +33,7 @@ export class RefPhys {
   readonly nrFrames: number;
   readonly flags: Uint32Array;
   readonly refcount: Int32Array;
+  readonly mapcount: Int32Array;
   readonly mapping: Uint32Array;
   readonly index: Uint32Array;
   readonly backed: Uint8Array;
@@ -44,6 +45,7 @@ export class RefPhys {
     this.nrFrames = cfg.nrFrames;
     this.flags = new Uint32Array(cfg.nrFrames);
     this.refcount = new Int32Array(cfg.nrFrames);
+    this.mapcount = new Int32Array(cfg.nrFrames);
     this.mapping = new Uint32Array(cfg.nrFrames);
     this.index = new Uint32Array(cfg.nrFrames);
     this.backed = new Uint8Array(cfg.nrFrames);
@@ -83,6 +85,7 @@ export class RefPhys {
     list.splice(list.lastIndexOf(pfn), 1);
     this.flags[pfn] = 0;
     this.refcount[pfn] = 0;
+    this.mapcount[pfn] = 0;
     this.mapping[pfn] = 0;
     this.index[pfn] = 0;
   }
@@ -140,6 +143,7 @@ export class RefPhys {
       this.backed[p] = 0;
       this.flags[p] = 0;
       this.refcount[p] = 0;
+      this.mapcount[p] = 0;
       this.mapping[p] = 0;
       this.index[p] = 0;
     }

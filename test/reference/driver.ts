@@ -9,7 +9,13 @@ import * as H from "../../src/abi/header.js";
 import type { MachineConfig } from "../../src/config.js";
 import type { Core } from "../../src/core/core.js";
 import { bootCore } from "../../src/machine.js";
+import * as E from "../../src/abi/errno.js";
+import * as G from "../../src/abi/gup.js";
+import * as R from "../../src/abi/reason.js";
+import { fail } from "./buddy.js";
+import type { Race } from "./gup.js";
 import { RefMachine } from "./machine.js";
+import { refUnpinPages } from "./unpin.js";
 
 export interface Result {
   rc: number;
@@ -26,6 +32,8 @@ export interface MachineState {
   tables: Record<number, number[]>;
   cpus: { cr3: number; pcid: number; ctrl: number; pkru: number; tick: number; live: number[]; tlb: string[] }[];
   poolUsed: number;
+  /** nr_foll_pin_acquired, nr_foll_pin_released. */
+  pins: [number, number];
 }
 
 export interface Driver {
@@ -45,6 +53,17 @@ export interface Driver {
   tlbInvpcid(cpu: number, type: number, pcid: number, vpn: number): Result;
   tlbFlushPcidRange(cpu: number, pcid: number, vpn: number, n: number): Result;
   translate(cpu: number, reqs: Req[], flags: number): Result;
+  /** The shared zero page (the kernel's HDR_ZERO_PFN). */
+  setZeroPfn(pfn: number): void;
+  /** Set then clear PG_* bits of @pfn (the core's pageFlags export). */
+  pageFlags(pfn: number, set: number, clear: number): Result;
+  /** One step of @root's write_protect_seq (fork begins or ends write-protecting). */
+  seqStep(root: number): void;
+  /** The reference count of frame @pfn (0 once its block went back to the allocator). */
+  refcount(pfn: number): number;
+  gupRange(root: number, vpn: number, n: number, flags: number, pkru: number, races: Race[]): Result;
+  /** unpinPages over @entries (f64 frame numbers, written to the ring as they are). */
+  unpinPages(entries: number[], flags: number): Result;
   state(): MachineState;
 }
 
@@ -154,6 +173,52 @@ export class CoreDriver implements Driver {
     return { rc, out, stats };
   }
 
+  setZeroPfn(pfn: number): void {
+    this.core.setHdr(H.HDR_ZERO_PFN, pfn);
+  }
+  pageFlags(pfn: number, set: number, clear: number): Result {
+    return this.#r(this.core.x.pageFlags(pfn, set, clear));
+  }
+  refcount(pfn: number): number {
+    const c = this.core;
+    return c.i32[(c.hdr(H.HDR_FRAMES_BASE) + pfn * F.FRAME_SIZE + F.FRAME_REFCOUNT) >>> 2]!;
+  }
+  seqStep(root: number): void {
+    const c = this.core;
+    Atomics.add(c.i32, (c.hdr(H.HDR_FRAMES_BASE) + root * F.FRAME_SIZE + F.FRAME_MAPCOUNT) >>> 2, 1);
+  }
+  gupRange(root: number, vpn: number, n: number, flags: number, pkru: number, races: Race[]): Result {
+    const c = this.core;
+    const base = c.ring + H.RING_ENTRY0 + this.cfg.ringEntries * H.RENT_SIZE - G.RACE_BASE;
+    c.u32[base >>> 2] = races.length;
+    races.forEach((r, i) => {
+      const a = base + G.RACE_RECORDS + i * G.RACE_SIZE;
+      c.u32[(a + G.RACE_AT) >>> 2] = r.at;
+      c.u32[(a + G.RACE_PHASE) >>> 2] = r.phase;
+      c.f64[(a + G.RACE_VPN) >>> 3] = r.vpn;
+      c.u32[(a + G.RACE_LEVEL) >>> 2] = r.level;
+      c.u32[(a + G.RACE_PUT) >>> 2] = r.put ? 1 : 0;
+      c.u32[(a + G.RACE_PTE_LO) >>> 2] = r.lo;
+      c.u32[(a + G.RACE_PTE_HI) >>> 2] = r.hi;
+      c.u32[(a + G.RACE_SEQ) >>> 2] = r.seq;
+    });
+    const rc = c.x.gupRange(root, vpn, n, flags, pkru);
+    if (rc < 0) return this.#r(rc);
+    const first = (c.ring + H.RING_ENTRY0) >>> 3;
+    return {
+      rc, pfns: Array.from(c.f64.subarray(first, first + rc)), stop: c.reg32(G.REG_GUP_STOP), grabs: c.reg32(G.REG_GUP_GRABS),
+      hugePages: c.reg32(G.REG_GUP_HUGE_PAGES), loads: c.reg32(G.REG_GUP_LOADS), unpinnable: c.reg32(G.REG_GUP_UNPINNABLE),
+    };
+  }
+  unpinPages(entries: number[], flags: number): Result {
+    const c = this.core;
+    const first = (c.ring + H.RING_ENTRY0) >>> 3;
+    entries.forEach((v, i) => (c.f64[first + i] = v));
+    const rc = c.x.unpinPages(entries.length, flags);
+    if (rc < 0) return this.#r(rc);
+    return { rc, freed: c.reg32(H.REG_FREED), folios: c.reg32(G.REG_GUP_GRABS), dirtied: c.reg32(G.REG_GUP_DIRTIED) };
+  }
+
   state(): MachineState {
     const c = this.core;
     const u32 = c.u32;
@@ -178,7 +243,7 @@ export class CoreDriver implements Driver {
       const flags = rec(pfn, F.FRAME_FLAGS);
       const buddy = (flags & F.PG_buddy) !== 0;
       const backing = rec(pfn, F.FRAME_BACKING);
-      frameList.push(frameString(pfn, flags, rec(pfn, F.FRAME_REFCOUNT) | 0, buddy ? 0 : rec(pfn, F.FRAME_MAPPING), buddy ? 0 : rec(pfn, F.FRAME_INDEX), backing !== 0));
+      frameList.push(frameString(pfn, flags, rec(pfn, F.FRAME_REFCOUNT) | 0, rec(pfn, F.FRAME_MAPCOUNT) | 0, buddy ? 0 : rec(pfn, F.FRAME_MAPPING), buddy ? 0 : rec(pfn, F.FRAME_INDEX), backing !== 0));
       if (flags & F.PG_pgtable) {
         const base = c.hdr(H.HDR_POOL_BASE) + (backing - 1) * 4096;
         tables[pfn] = Array.from(u32.subarray(base >>> 2, (base >>> 2) + 1024));
@@ -205,12 +270,14 @@ export class CoreDriver implements Driver {
         live: [0, 1, 2].map((s) => u32[cb + H.CPU_LIVE / 4 + s]!), tlb,
       });
     }
-    return { zones, frames: frameList, tables, cpus, poolUsed: c.hdr(H.HDR_POOL_USED) };
+    const at = (off: number): number => u32[(H.HDR_ADDR + off) >>> 2]! + u32[(H.HDR_ADDR + off + 4) >>> 2]! * 2 ** 32;
+    const pins: [number, number] = [at(H.HDR_FOLL_PIN_ACQUIRED), at(H.HDR_FOLL_PIN_RELEASED)];
+    return { zones, frames: frameList, tables, cpus, poolUsed: c.hdr(H.HDR_POOL_USED), pins };
   }
 }
 
-function frameString(pfn: number, flags: number, ref: number, mapping: number, index: number, backed: boolean): string {
-  return `${pfn}:${flags.toString(16)}:${ref}:${mapping}:${index}:${backed ? 1 : 0}`;
+function frameString(pfn: number, flags: number, ref: number, map: number, mapping: number, index: number, backed: boolean): string {
+  return `${pfn}:${flags.toString(16)}:${ref}:${map}:${mapping}:${index}:${backed ? 1 : 0}`;
 }
 
 function tlbString(e: number, vpnS: number, size: number, pcid: number, g: boolean, dlo: number, dhi: number, stamp: number): string {
@@ -295,13 +362,41 @@ export class RefDriver implements Driver {
     });
   }
 
+  setZeroPfn(pfn: number): void {
+    this.m.gup.zeroPfn = pfn;
+  }
+  pageFlags(pfn: number, set: number, clear: number): Result {
+    return this.#r(() => {
+      const p = this.m.phys;
+      if (!(pfn >= 0 && pfn < p.nrFrames) || pfn !== Math.floor(pfn) || !p.zoneOf(pfn)) fail(E.EINVAL, R.R_PFN_NOT_RAM, 0);
+      const old = p.flags[pfn]!;
+      p.flags[pfn] = ((old | set) & ~clear) >>> 0;
+      return old;
+    });
+  }
+  refcount(pfn: number): number {
+    return this.m.phys.refcount[pfn]!;
+  }
+  seqStep(root: number): void {
+    this.m.phys.mapcount[root] = (this.m.phys.mapcount[root]! + 1) | 0;
+  }
+  gupRange(root: number, vpn: number, n: number, flags: number, pkru: number, races: Race[]): Result {
+    return this.#r(() => {
+      const r = this.m.gup.gupRange(root, vpn, n, flags, pkru, races, this.cfg.ringEntries);
+      return { rc: r.taken, pfns: r.pfns, stop: r.stop, grabs: r.grabs, hugePages: r.hugePages, loads: r.loads, unpinnable: r.unpinnable };
+    });
+  }
+  unpinPages(entries: number[], flags: number): Result {
+    return this.#r(() => ({ rc: 0, ...refUnpinPages(this.m.gup, entries, flags, this.cfg.ringEntries) }));
+  }
+
   state(): MachineState {
     const p = this.m.phys;
     const zones = p.zones.map((z) => ({ nrFree: z.nrFree, lists: z.lists.map((l) => [...l].reverse()) }));
     const frames: string[] = [];
     for (let pfn = 0; pfn < p.nrFrames; pfn++) {
       const buddy = (p.flags[pfn]! & F.PG_buddy) !== 0;
-      frames.push(frameString(pfn, p.flags[pfn]!, p.refcount[pfn]!, buddy ? 0 : p.mapping[pfn]!, buddy ? 0 : p.index[pfn]!, p.backed[pfn] === 1));
+      frames.push(frameString(pfn, p.flags[pfn]!, p.refcount[pfn]!, p.mapcount[pfn]!, buddy ? 0 : p.mapping[pfn]!, buddy ? 0 : p.index[pfn]!, p.backed[pfn] === 1));
     }
     const tables: Record<number, number[]> = {};
     for (const [pfn, t] of this.m.pts.tables) tables[pfn] = Array.from(t);
@@ -312,6 +407,29 @@ export class RefDriver implements Driver {
       }
       return { cr3: c.cr3, pcid: c.pcid, ctrl: c.ctrl, pkru: c.pkru, tick: c.tick, live: [...c.live], tlb };
     });
-    return { zones, frames, tables, cpus, poolUsed: p.poolUsed };
+    return { zones, frames, tables, cpus, poolUsed: p.poolUsed, pins: [this.m.gup.pinAcquired, this.m.gup.pinReleased] };
   }
+}
+
+/** A short account of where two machine states differ (the first few differences of each kind). */
+export function stateDiff(a: MachineState, b: MachineState, limit = 8): string {
+  const out: string[] = [];
+  const add = (s: string) => out.length < limit * 4 && out.push(s);
+  a.zones.forEach((z, i) => {
+    const y = b.zones[i];
+    if (JSON.stringify(z) !== JSON.stringify(y)) add(`zone ${i}: nrFree ${z.nrFree} vs ${y?.nrFree}, lists ${JSON.stringify(z.lists)} vs ${JSON.stringify(y?.lists)}`);
+  });
+  let n = 0;
+  a.frames.forEach((f, i) => f !== b.frames[i] && n++ < limit && add(`frame ${f} vs ${b.frames[i]}`));
+  const keys = new Set([...Object.keys(a.tables), ...Object.keys(b.tables)]);
+  for (const k of keys) {
+    const x = a.tables[Number(k)];
+    const y = b.tables[Number(k)];
+    if (!x || !y) add(`table ${k}: ${x ? "only first" : "only second"}`);
+    else x.forEach((v, i) => v !== y[i] && add(`table ${k}[${i}]: ${v.toString(16)} vs ${y[i]!.toString(16)}`));
+  }
+  if (JSON.stringify(a.cpus) !== JSON.stringify(b.cpus)) add("cpus differ");
+  if (a.poolUsed !== b.poolUsed) add(`poolUsed ${a.poolUsed} vs ${b.poolUsed}`);
+  if (a.pins.join() !== b.pins.join()) add(`pins ${a.pins} vs ${b.pins}`);
+  return out.join("\n");
 }
