@@ -10,6 +10,7 @@ const BENCHES: Record<string, () => Promise<{ run(): Promise<BenchReport> }>> = 
   tlb: () => import("./tlb.bench.js"),
   memory: () => import("./memory.bench.js"),
   mm: () => import("./mm.bench.js"),
+  gup: () => import("./gup.bench.js"),
 };
 
 const { positionals } = parseArgs({ allowPositionals: true });

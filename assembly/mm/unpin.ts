@@ -138,20 +138,8 @@ export function unpinPages(n: u32, flags: u32): i32 {
     }
   }
   if (!ascending) {
-    let i: u32 = 0;
-    while (i < n) {
-      const head = headAt(i);
-      let k: u32 = 1;
-      while (i + k < n && headAt(i + k) == head) k++;
-      let total = k;
-      let j = i + k;
-      while (j < n) {
-        if (headAt(j) == head) total++;
-        j++;
-      }
-      if (!holds(head, <i32>total, pin, zero)) return fail(EINVAL, R_NOT_PINNED, i);
-      i += k;
-    }
+    const bad = checkTotals(n, pin, zero);
+    if (bad != NONE) return fail(EINVAL, R_NOT_PINNED, bad);
   }
   if (flags & UNPIN_CHECK) {
     store<u32>(RING + REG_FREED, 0);
@@ -177,6 +165,65 @@ export function unpinPages(n: u32, flags: u32): i32 {
   store<u32>(RING + REG_GUP_GRABS, ops);
   store<u32>(RING + REG_GUP_DIRTIED, dirtied);
   return 0;
+}
+
+/**
+ * checkTotals - for entries in no particular order (a folio's runs may be apart), add up each
+ * folio's entries and return the start of the first run, in order, whose folio does not hold
+ * its total, or NONE. The totals go in a hash table (head, count) in the ring's space past the
+ * entries: O(n). A call with too many entries to leave room for the table compares each run
+ * with every later entry instead (O(n^2); the host keeps checked batches small enough).
+ */
+function checkTotals(n: u32, pin: bool, zero: u32): u32 {
+  const tab = (RING + RING_ENTRY0 + (<usize>n << 3) + 7) & ~(<usize>7);
+  const room = (<usize>RING + RING_ENTRY0 + <usize>RING_ENTRIES * RENT_SIZE - tab) >> 3;
+  let slots: usize = 16;
+  while (slots < (<usize>n << 1)) slots <<= 1;
+  if (slots > room) return checkTotalsSlow(n, pin, zero);
+  const mask = slots - 1;
+  memory.fill(tab, 0xff, slots << 3);
+  // Count: each run adds its length to its folio's slot.
+  runsBegin(n);
+  while (nextRun(n)) {
+    let s = (<usize>runHead * 0x9e3779b1) & mask;
+    while (true) {
+      const a = tab + (s << 3);
+      const h = load<u32>(a);
+      if (h == runHead) {
+        store<u32>(a + 4, load<u32>(a + 4) + runLen);
+        break;
+      }
+      if (h == NONE) {
+        store<u32>(a, runHead);
+        store<u32>(a + 4, runLen);
+        break;
+      }
+      s = (s + 1) & mask;
+    }
+  }
+  // Check, in order: the first run of a folio that does not hold its total fails.
+  runsBegin(n);
+  while (nextRun(n)) {
+    let s = (<usize>runHead * 0x9e3779b1) & mask;
+    while (load<u32>(tab + (s << 3)) != runHead) s = (s + 1) & mask;
+    if (!holds(runHead, <i32>load<u32>(tab + (s << 3) + 4), pin, zero)) return runStart;
+  }
+  return NONE;
+}
+
+/** checkTotals without room for its table: each run against every later entry. */
+function checkTotalsSlow(n: u32, pin: bool, zero: u32): u32 {
+  let i: u32 = 0;
+  while (i < n) {
+    const head = headAt(i);
+    let k: u32 = 1;
+    while (i + k < n && headAt(i + k) == head) k++;
+    let total = k;
+    for (let j = i + k; j < n; j++) if (headAt(j) == head) total++;
+    if (!holds(head, <i32>total, pin, zero)) return i;
+    i += k;
+  }
+  return NONE;
 }
 
 /* An entry whose folio lost its last reference is stored as -1 - pfn until the folio is freed. */

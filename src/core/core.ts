@@ -115,6 +115,14 @@ export class Core {
     return this.#gupMax;
   }
 
+  /**
+   * The most pages one checked unpinPages call (UNPIN_CHECK, UNPIN_DIRTY) takes in O(n): half
+   * the ring's entries, leaving the rest for its table of per-folio totals.
+   */
+  get unpinCheckedMax(): number {
+    return Math.max(1, this.hdr(H.HDR_RING_ENTRIES) >>> 1);
+  }
+
   /** A u32 result register of this thread's ring. */
   reg32(off: number): number {
     return this.u32[(this.ring + off) >>> 2]!;

@@ -47,15 +47,19 @@ export function unpinFrames(core: Core, pages: PagesArray, off: number, n: numbe
   last.folios = 0;
   last.dirtied = 0;
   last.freed = 0;
-  const max = core.gupMax;
+  // A checked call (dirtying) adds up each folio's entries in the ring's spare room: smaller batches.
+  const max = flags & G.UNPIN_DIRTY ? core.unpinCheckedMax : core.gupMax;
   const first = (core.ring + H.RING_ENTRY0) >>> 3;
   const load = (at: number, k: number): void => {
     if (pages instanceof Float64Array) core.f64.set(pages.subarray(at, at + k), first);
     else for (let i = 0; i < k; i++) core.f64[first + i] = pages[at + i]!;
   };
   if (n > max) {
-    for (let at = 0; at < n; at += max) {
-      const k = Math.min(max, n - at);
+    // (Each batch is checked on its own: a folio listed in two batches is checked against
+    // each batch's entries, not their sum.)
+    const cmax = core.unpinCheckedMax;
+    for (let at = 0; at < n; at += cmax) {
+      const k = Math.min(cmax, n - at);
       load(off + at, k);
       const rc = core.x.unpinPages(k, flags | G.UNPIN_CHECK);
       if (rc < 0) throw indexed(core, rc, fn, off + at);

@@ -7,7 +7,7 @@
 import { describe, expect, it } from "vitest";
 import {
   createMachine, DmaError, FOLL, getUserPages, getUserPagesFast, getUserPagesFastOnly, pinUserPages, pinUserPagesFast,
-  pinUserPagesFastOnly, releasePages, unpinUserPages,
+  pinUserPagesFastOnly, releasePages, unpinUserPages, unpinUserPagesDirtyLock,
 } from "../../src/index.js";
 import { buffer, caught, code, counts, framesOf, gupMachine, leaf, mmap, PAGE, str, text } from "./gup-helpers.js";
 
@@ -202,6 +202,44 @@ describe("releases that do not match what was taken", () => {
     expect(code(() => unpinUserPages(m, [1.5], 1))).toBe("EINVAL:pages");
     expect(code(() => unpinUserPages(m, new Float64Array([-1]), 1))).toBe("EINVAL:pages");
     expect(framesOf(p, a, 4).every((f) => counts(m, f).ref === 1)).toBe(true);
+  });
+
+  it("a dirtying release adds up each folio's entries wherever they are in the array", async () => {
+    const m = await gupMachine();
+    const p = m.spawn();
+    const a = buffer(p, 4);
+    const f = framesOf(p, a, 4);
+    const pages = new Float64Array(4);
+    pinUserPagesFast(p, a, 4, {}, pages);
+    // pages[2]'s frame listed twice, apart, with one pin: refused at its first entry.
+    const before = f.map((x) => counts(m, x));
+    const e = caught(() => unpinUserPagesDirtyLock(m, [f[2]!, f[0]!, f[2]!], 3, true));
+    expect([e.code, e.arg]).toEqual(["EINVAL", "pages"]);
+    expect(e.message).toMatch(/pages\[0\] is not pinned/);
+    expect(f.map((x) => counts(m, x))).toEqual(before);
+    // With a second pin on it, the same kind of array goes through: every pin comes back.
+    pinUserPagesFast(p, a + PAGE, 1, {}, new Float64Array(1));
+    unpinUserPagesDirtyLock(m, [f[1]!, f[0]!, f[3]!, f[1]!, f[2]!], 5, true);
+    expect(f.map((x) => counts(m, x).ref)).toEqual([1, 1, 1, 1]);
+    expect(m.vmstat().nr_foll_pin_released).toBe(5);
+  });
+
+  it("a shuffled dirtying release larger than a checked batch releases every pin", async () => {
+    const m = await gupMachine();
+    const p = m.spawn();
+    const n = 5000; // more than half a ring (4096 entries): several checked batches
+    const a = buffer(p, n);
+    const pages = new Float64Array(n);
+    expect(pinUserPagesFast(p, a, n, {}, pages)).toBe(n);
+    // A fixed shuffle (the same every run).
+    for (let i = n - 1, x = 12345; i > 0; i--) {
+      x = (x * 1103515245 + 12345) >>> 0;
+      const j = x % (i + 1);
+      [pages[i], pages[j]] = [pages[j]!, pages[i]!];
+    }
+    unpinUserPagesDirtyLock(m, pages, n, true);
+    expect(m.vmstat().nr_foll_pin_released).toBe(n);
+    expect(framesOf(p, a, n).every((x) => counts(m, x).ref === 1 && m.page(x).flags.includes("dirty"))).toBe(true);
   });
 
   it("a DmaError, never a bare error, for a frame beyond the machine", async () => {

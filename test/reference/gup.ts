@@ -247,14 +247,17 @@ export class RefGup {
     if (!locked && fl & G.FOLL_LONGTERM && this.#zoneKind(pfn) === F.ZONE_DEVICE) throw new Stop(G.GUP_STOP_DEVMAP);
     this.#race(v - first, 0);
     const head = this.#grab(pfn, 1);
-    this.#checked(head, 1, () => {
+    // (The checks after the grab, as #checked runs them, written out: this runs per page.)
+    try {
       this.#race(v - first, 1);
-      const [ptab, pk2] = [pmdTab, pk];
-      if (!locked && (ptab[pk2] !== this.#pmd[0] || ptab[pk2 + 1] !== this.#pmd[1] || tab[k] !== lo || tab[k + 1] !== hi)) {
+      if (!locked && (pmdTab[pk] !== this.#pmd[0] || pmdTab[pk + 1] !== this.#pmd[1] || tab[k] !== lo || tab[k + 1] !== hi)) {
         throw new Stop(G.GUP_STOP_CHANGED);
       }
       this.#leafChecks(lo, head, pf);
-    });
+    } catch (e) {
+      if (e instanceof Stop) this.putFolio(head, 1, this.#fl);
+      throw e;
+    }
     if (locked && fl & G.FOLL_LONGTERM && !this.#pinnable(pfn)) this.#unpinnable++;
     this.#out.push(pfn);
   }

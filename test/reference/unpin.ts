@@ -94,10 +94,11 @@ export function refUnpinPages(g: RefGup, entries: number[], flags: number, ringE
       const h = headAt(upto);
       return fail(E.EINVAL, notRam(h) ? R.R_PFN_NOT_RAM : reason, upto);
     };
-    const sub = (get: () => number, set: (v: number) => void, k: number): number => {
-      const old = get();
+    /** Subtract @k from the counter @a[@i] unless that takes it below zero: the new value or -1. */
+    const sub = (a: Int32Array | Uint32Array, i: number, k: number): number => {
+      const old = a[i]! | 0;
       if (old < k) return -1;
-      set(old - k);
+      a[i] = old - k;
       return old - k;
     };
     for (const r of runs) {
@@ -105,20 +106,19 @@ export function refUnpinPages(g: RefGup, entries: number[], flags: number, ringE
       if (h === NONE) undo(r.start, R.R_PFN_NOT_RAM);
       if (pin && h === zero) continue;
       const k = r.len;
-      const ref = { get: () => p.refcount[h]!, set: (v: number) => (p.refcount[h] = v) };
       let left: number;
       if (!pin) {
-        left = sub(ref.get, ref.set, k);
+        left = sub(p.refcount, h, k);
       } else if (p.flags[h]! & F.PG_head) {
-        if (sub(() => pincount(h), (v) => (p.index[h + 1] = v), k) < 0) undo(r.start, R.R_NOT_PINNED);
-        left = sub(ref.get, ref.set, k);
+        if (sub(p.index, h + 1, k) < 0) undo(r.start, R.R_NOT_PINNED);
+        left = sub(p.refcount, h, k);
         if (left < 0) {
           p.index[h + 1] = p.index[h + 1]! + k;
           undo(r.start, R.R_NOT_PINNED);
         }
         released += k;
       } else {
-        left = sub(ref.get, ref.set, k * F.GUP_PIN_COUNTING_BIAS);
+        left = sub(p.refcount, h, k * F.GUP_PIN_COUNTING_BIAS);
         if (left >= 0) released += k;
       }
       if (left < 0) undo(r.start, R.R_NOT_PINNED);
