@@ -45,7 +45,19 @@ export type { MigrateTarget, MigrateZone, MigratePagesResult } from "./mm/migrat
 export { shrink, folioReferenced, SWAP_CLUSTER_MAX } from "./mm/vmscan.js";
 export type { ShrinkOptions, ReclaimResult, ReclaimSkips } from "./mm/vmscan.js";
 export { oomReapTask, oomKill, oomBadness, isOomVictim, mmOomSkip, MAX_OOM_REAP_RETRIES } from "./mm/oom.js";
-export type { OomReapOptions, OomReapResult, OomKillResult, MmuNotifierRange } from "./mm/oom.js";
+export type { OomReapOptions, OomReapResult, OomKillResult } from "./mm/oom.js";
+export {
+  mmuNotifierRegister, mmuNotifierUnregister, mmuNotifierInvalidateRangeStart, mmuNotifierInvalidateRangeStartNonblock,
+  mmuNotifierInvalidateRangeEnd, mmuNotifierRelease, mmuNotifierClearFlushYoung, MmuNotifier,
+} from "./notifier/mmu-notifier.js";
+export type { MmuNotifierOps } from "./notifier/mmu-notifier.js";
+export {
+  mmuIntervalNotifierInsert, mmuIntervalNotifierRemove, mmuIntervalReadBegin, mmuIntervalReadRetry, mmuIntervalCheckRetry,
+  mmuIntervalSetSeq, MmuIntervalNotifier,
+} from "./notifier/interval.js";
+export type { MmuIntervalNotifierOps } from "./notifier/interval.js";
+export { MMU_NOTIFY_EVENTS, MMU_NOTIFIER_RANGE_BLOCKABLE, mmuNotifierRangeInit, mmuNotifierRangeBlockable } from "./notifier/range.js";
+export type { MmuNotifierEvent, MmuNotifierRange } from "./notifier/range.js";
 export { swapInfo, swpKind, swpOffset, mkSwapEntry } from "./mm/swap.js";
 export type { SwapInfo } from "./mm/swap.js";
 export { Clock } from "./sim/clock.js";

@@ -26,6 +26,7 @@ import { filemapGetFolio, folioMarkDirty } from "./filemap.js";
 import { VM_EXEC, VM_HUGEPAGE, VM_READ, VM_WRITE, type Vma } from "./vma.js";
 import { flushTlbMmRange } from "./tlbflush.js";
 import { doSwapPage } from "./swap.js";
+import { withInvalidation } from "../notifier/mmu-notifier.js";
 
 export interface FaultFlags {
   write?: boolean;
@@ -199,8 +200,11 @@ function doWpPage(k: Kernel, mm: MmStruct, vma: Vma, vpn: number, pte: bigint, f
   if (pfn === k.zeroPfn || (pte & SPECIAL) !== 0n) {
     if (pfn !== k.zeroPfn) return "SIGBUS"; // a special page nobody may copy
     const page = k.allocUserFolio(0);
-    newAnonFolio(k, vma, vpn, page, false);
-    replacePte(k, mm, vpn, 1, mkPte(page, pteBits(vma, !f.unshare, !f.unshare)), cpu);
+    // wp_page_copy of the zero page: a CLEAR invalidation of the page.
+    withInvalidation(mm, "clear", vpn, vpn + 1, () => {
+      newAnonFolio(k, vma, vpn, page, false);
+      replacePte(k, mm, vpn, 1, mkPte(page, pteBits(vma, !f.unshare, !f.unshare)), cpu);
+    });
     mm.rss.anon++;
     k.trace.count("mm.fault.zero_cow");
     return "ok";
@@ -239,9 +243,12 @@ function cowPage(
   const page = k.allocUserFolio(0);
   k.check(k.core.x.copyHighpage(page, pfn), "copyHighpage");
   k.clock.advance(k.costs.pageCopy.ns);
-  newAnonFolio(k, vma, vpn, page, false);
   const write = !f.unshare;
-  replacePte(k, mm, vpn, 1, mkPte(page, pteBits(vma, write, write)), f.cpu ?? -1);
+  // wp_page_copy: a CLEAR invalidation of the page around the PTE change.
+  withInvalidation(mm, "clear", vpn, vpn + 1, () => {
+    newAnonFolio(k, vma, vpn, page, false);
+    replacePte(k, mm, vpn, 1, mkPte(page, pteBits(vma, write, write)), f.cpu ?? -1);
+  });
   const head = k.folioOf(pfn);
   const wasAnon = (k.flagsOf(head) & F.PG_anon) !== 0;
   k.mapcount(pfn, -1);

@@ -13,6 +13,7 @@ import type { MmStruct } from "./mm.js";
 import { flushTlbMm } from "./tlbflush.js";
 import { vmaLink } from "./vma-ops.js";
 import { VM_LOCKED } from "./vma.js";
+import { withInvalidation } from "../notifier/mmu-notifier.js";
 
 export interface ForkStats {
   anon: number;
@@ -44,10 +45,11 @@ export function dupMmap(parent: MmStruct, child: MmStruct, local = -1): ForkStat
       let flags = 0;
       if (v.isCow) flags |= H.COPY_COW;
       if (parent.hasPinned) flags |= H.COPY_HAS_PINNED;
-      k.check(
-        c.x.copyPageRange(parent.pgd.pfn, child.pgd.pfn, v.start, v.pages, flags, cv.anonVma?.id ?? 0, k.userZones),
-        "fork",
-      );
+      // copy_page_range write-protects a COW mapping in the parent: PROTECTION_PAGE.
+      const copy = () =>
+        k.check(c.x.copyPageRange(parent.pgd.pfn, child.pgd.pfn, v.start, v.pages, flags, cv.anonVma?.id ?? 0, k.userZones), "fork");
+      if (v.isCow) withInvalidation(parent, "protection_page", v.start, v.end, copy);
+      else copy();
       const anon = c.reg32(H.REG_ANON);
       const file = c.reg32(H.REG_FILE);
       stats.anon += anon;

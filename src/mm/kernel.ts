@@ -182,6 +182,8 @@ export class Kernel {
   machine: Machine | null = null;
   /** The rule checkers watching this kernel. */
   readonly checkers: Checkers;
+  /** What the kernel would WARN about mmu notifier callbacks that broke the protocol. */
+  readonly notifierWarnings: string[] = [];
 
   /** A user page of 2^@order frames (a folio when order > 0), from MOVABLE first. */
   allocUserFolio(order = 0): number {

@@ -39,6 +39,8 @@ import { swpKind, swpOffset } from "./swap.js";
 import { flushTlbMmRange } from "./tlbflush.js";
 import { VM_EXEC, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE, type Vma } from "./vma.js";
 import { folioMaybeDmaPinned } from "./writeback.js";
+import { mmuNotifierInvalidateRangeEnd, mmuNotifierInvalidateRangeStart } from "../notifier/mmu-notifier.js";
+import { mmuNotifierRangeInit } from "../notifier/range.js";
 
 /** A migration entry's young and dirty bits (x86 keeps them in the entry: SWP_MIG_*_BIT). */
 export const SWP_MIG_YOUNG = 1 << 7;
@@ -189,6 +191,10 @@ function tryToMigrate(k: Kernel, s: Src, local: number): MigrationPte[] {
         k.pageFlags(page, 0, F.PG_anon_exclusive);
       }
       if (m.dirty && !s.anon) k.pageFlags(s.head, F.PG_dirty, 0); // folio_mark_dirty
+      // try_to_migrate_one: a CLEAR invalidation of what this entry maps.
+      const span = hit.level === 1 ? 1 : 512;
+      const range = mmuNotifierRangeInit("clear", true, hit.mm, hit.vpn, hit.vpn + span);
+      mmuNotifierInvalidateRangeStart(range);
       if (hit.level === 1) {
         m.entry = (BigInt(page) << 12n) | BigInt((X.SWP_MIGRATION << X.SWP_KIND_SHIFT) |
           (m.write ? X.SWP_WRITE : 0) | (m.exclusive ? X.SWP_EXCLUSIVE : 0) |
@@ -201,6 +207,7 @@ function tryToMigrate(k: Kernel, s: Src, local: number): MigrationPte[] {
         k.check(k.core.x.folioEntireMapcount(s.head, -1), "folioEntireMapcount");
       }
       k.folioRef(s.head, -1); // the mapping's reference; the isolation keeps the folio
+      mmuNotifierInvalidateRangeEnd(range);
       out.push(m);
     }
   }

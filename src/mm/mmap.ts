@@ -16,6 +16,7 @@ import {
   VM_DONTEXPAND, VM_EXEC, VM_HUGEPAGE, VM_IO, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE,
   VM_PFNMAP, VM_READ, VM_SHARED, VM_WRITE, Vma, type VmaKind,
 } from "./vma.js";
+import { withInvalidation } from "../notifier/mmu-notifier.js";
 
 export interface MmapRequest {
   /** Hint or fixed address, in pages. */
@@ -121,10 +122,11 @@ export function doMunmap(mm: MmStruct, start: number, pages: number, local = -1)
     if (at % 512 === 0) continue;
     k.check(k.core.x.splitHugePmd(mm.pgd.pfn, at - (at === end ? 1 : 0)), "splitHugePmd");
   }
-  for (const v of cut) {
-    zapVmaRange(mm, v, v.start, v.end, out);
-    vmaUnlink(mm, v);
-  }
+  // unmap_vmas: one UNMAP invalidation over the range.
+  withInvalidation(mm, "unmap", start, end, () => {
+    for (const v of cut) zapVmaRange(mm, v, v.start, v.end, out);
+  });
+  for (const v of cut) vmaUnlink(mm, v);
   flushTlbMmRange(mm, start, end, local);
   return out;
 }

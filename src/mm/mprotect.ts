@@ -18,6 +18,7 @@ import { flushTlbMmRange } from "./tlbflush.js";
 import { mergeAround, splitVma } from "./vma-ops.js";
 import { VM_EXEC, VM_MAYEXEC, VM_MAYWRITE, VM_READ, VM_WRITE } from "./vma.js";
 import { DmaError } from "../errors.js";
+import { withInvalidation } from "../notifier/mmu-notifier.js";
 
 export interface Prot {
   read: boolean;
@@ -76,7 +77,12 @@ export function doMprotect(mm: MmStruct, start: number, pages: number, prot: Pro
     if (!none && wasNone) setLo |= X.PTE_US;
     // Gaining write sets no RW: the next write faults and do_wp_page decides.
     if (setLo | clrLo | setHi | clrHi) {
-      k.check(k.core.x.ptProtect(mm.pgd.pfn, v.start, v.pages, setLo, setHi >>> 0, clrLo, clrHi >>> 0), "mprotect");
+      // change_protection: a PROTECTION_VMA invalidation of the VMA. (The kernel opens it at
+      // the first populated PMD, so a VMA with no page tables sends none; this one always does.)
+      const vv = v;
+      withInvalidation(mm, "protection_vma", vv.start, vv.end, () =>
+        k.check(k.core.x.ptProtect(mm.pgd.pfn, vv.start, vv.pages, setLo, setHi >>> 0, clrLo, clrHi >>> 0), "mprotect"),
+      );
     }
     if (clrLo || setHi) tighter = true;
   }
@@ -96,7 +102,9 @@ export function doMadviseDontneed(mm: MmStruct, start: number, pages: number, lo
     if (at % 512 !== 0 && mm.vmas.find(at)) k.check(k.core.x.splitHugePmd(mm.pgd.pfn, at), "splitHugePmd");
   }
   for (const v of mm.vmas.overlapping(start, end)) {
-    zapVmaRange(mm, v, Math.max(start, v.start), Math.min(end, v.end));
+    // zap_page_range_single: a CLEAR invalidation of the part of each VMA.
+    const [s, e] = [Math.max(start, v.start), Math.min(end, v.end)];
+    withInvalidation(mm, "clear", s, e, () => zapVmaRange(mm, v, s, e));
   }
   flushTlbMmRange(mm, start, end, local);
 }

@@ -19,16 +19,16 @@
  *   KERNEL-SPEC 4.3): a subscriber that would have to sleep answers -EAGAIN, and the reaper
  *   then skips that VMA, does not call range_end, and reports a retry.
  *
- * The mmu_notifier hook point: OomReapOptions.invalidateRangeStart / invalidateRangeEnd
- * are what the notifier layer (a later issue) passes in; without them the mm has no
- * subscribers and the start succeeds, as mm_has_notifiers() false does in Linux. Every
+ * The mm's registered mmu notifiers (src/notifier) hear each VMA's non-blockable UNMAP;
+ * OomReapOptions.invalidateRangeStart / invalidateRangeEnd add a stand-in subscriber. Every
  * range invalidated, each marked non-blockable, is returned for the checkers.
  * Not modeled: oom_score_adj, page-table pages in oom_badness, memory cgroups, the 2 s delay
  * before the reaper runs (OOM_REAPER_DELAY).
  * @module
  */
 import { EAGAIN } from "../abi/errno.js";
-import { type Address, addressOf } from "../core/addr.js";
+import { mmuNotifierInvalidateRangeEnd, mmuNotifierInvalidateRangeStartNonblock } from "../notifier/mmu-notifier.js";
+import { type MmuNotifierRange, mmuNotifierRangeInit } from "../notifier/range.js";
 import type { Kernel } from "./kernel.js";
 import type { MmStruct } from "./mm.js";
 import { zapVmaRange } from "./mmap.js";
@@ -39,21 +39,10 @@ import { VM_LOCKED, VM_PFNMAP, VM_SHARED } from "./vma.js";
 /** MAX_OOM_REAP_RETRIES. */
 export const MAX_OOM_REAP_RETRIES = 10;
 
-/** struct mmu_notifier_range for an invalidation (MMU_NOTIFY_UNMAP). */
-export interface MmuNotifierRange {
-  mm: MmStruct;
-  /** [start, end) in bytes. */
-  start: Address;
-  end: Address;
-  event: "unmap";
-  /** MMU_NOTIFIER_RANGE_BLOCKABLE: always false for the reaper. */
-  blockable: boolean;
-}
-
 export interface OomReapOptions {
   /**
-   * mmu_notifier_invalidate_range_start_nonblock for one VMA: 0, or -EAGAIN when a
-   * subscriber would have to sleep. Default: the mm has no subscribers (0).
+   * An extra non-blockable start for one VMA, after the mm's registered notifiers accepted
+   * it: 0, or -EAGAIN when it would have to sleep (a test's stand-in for a subscriber).
    */
   invalidateRangeStart?: (range: MmuNotifierRange) => number;
   /** mmu_notifier_invalidate_range_end, after the range was zapped (never after a refusal). */
@@ -118,8 +107,13 @@ function reapMm(mm: MmStruct, o: OomReapOptions, out: OomReapResult): boolean {
     if (v.flags & VM_PFNMAP) continue;
     if (o.skipLocked && v.flags & VM_LOCKED) continue;
     if (v.kind !== "anon" && v.flags & VM_SHARED) continue;
-    const range: MmuNotifierRange = { mm, start: addressOf(v.start), end: addressOf(v.end), event: "unmap", blockable: false };
-    const rc = o.invalidateRangeStart ? o.invalidateRangeStart(range) : 0;
+    const range = mmuNotifierRangeInit("unmap", false, mm, v.start, v.end);
+    // mmu_notifier_invalidate_range_start_nonblock: the registered notifiers, then the hook.
+    let rc = mmuNotifierInvalidateRangeStartNonblock(range);
+    if (rc === 0 && o.invalidateRangeStart) {
+      rc = o.invalidateRangeStart(range);
+      if (rc !== 0) mmuNotifierInvalidateRangeEnd(range); // the notifiers' bracket is closed
+    }
     if (rc !== 0) {
       if (rc !== -EAGAIN) out.warnings.push(`non-blockable invalidate_range_start returned ${rc}, not 0 or -EAGAIN`);
       out.refused.push(range);
@@ -129,6 +123,7 @@ function reapMm(mm: MmStruct, o: OomReapOptions, out: OomReapResult): boolean {
     out.ranges.push(range);
     zapVmaRange(mm, v, v.start, v.end, totals);
     o.invalidateRangeEnd?.(range);
+    mmuNotifierInvalidateRangeEnd(range);
     flushTlbMmRange(mm, v.start, v.end); // tlb_finish_mmu
   }
   out.pages += totals.anon + totals.file;

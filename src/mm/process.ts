@@ -21,6 +21,7 @@ import { mergeAround, splitVma, vmaUnlink } from "./vma-ops.js";
 import { VM_HUGEPAGE, vmaPermString, type Vma } from "./vma.js";
 import { accessCopy } from "./access.js";
 import { doMlock } from "./mlock.js";
+import { mmuNotifierRelease, withInvalidation } from "../notifier/mmu-notifier.js";
 
 export type ProtSpec = Partial<Prot> | string;
 
@@ -245,10 +246,14 @@ export class Process {
     const k = this.kernel;
     const mm = this.mm;
     mm.mmapLock.with("write", this.#who("exit"), () => {
-      for (const v of [...mm.vmas.all()]) {
-        zapVmaRange(mm, v, v.start, v.end);
-        vmaUnlink(mm, v);
-      }
+      // exit_mmap: the notifiers' release first, then one UNMAP of everything (only the
+      // interval notifiers are left to hear it).
+      mmuNotifierRelease(mm);
+      const vmas = [...mm.vmas.all()];
+      withInvalidation(mm, "unmap", 0, k.taskSizePages(), () => {
+        for (const v of vmas) zapVmaRange(mm, v, v.start, v.end);
+      });
+      for (const v of vmas) vmaUnlink(mm, v);
       // Drop the PCID's translations everywhere before the PCID is reused.
       flushTlbMm(mm, this.cpu.index);
       for (const cpu of k.cpus) {

@@ -24,6 +24,7 @@ import type { Kernel } from "./kernel.js";
 import { zapVmaRange } from "./mmap.js";
 import { flushTlbMmRange } from "./tlbflush.js";
 import { folioMarkDirty } from "./filemap.js";
+import { withInvalidation } from "../notifier/mmu-notifier.js";
 
 /** What truncating the page cache did. */
 export interface TruncateStats {
@@ -51,7 +52,8 @@ export function unmapMappingPages(k: Kernel, inode: Inode, start: number, nr = I
     if (lo >= hi) continue;
     const vStart = vma.start + (lo - vma.pgoff);
     const vEnd = vma.start + (hi - vma.pgoff);
-    const r = zapVmaRange(vma.mm, vma, vStart, vEnd);
+    // zap_page_range_single: a CLEAR invalidation.
+    const r = withInvalidation(vma.mm, "clear", vStart, vEnd, () => zapVmaRange(vma.mm, vma, vStart, vEnd));
     zapped += r.anon + r.file;
     flushTlbMmRange(vma.mm, vStart, vEnd);
   }

@@ -42,6 +42,7 @@ import { mkSwapEntry, swapInfo, swapOutFolio } from "./swap.js";
 import { flushTlbMmRange } from "./tlbflush.js";
 import { VM_LOCKED } from "./vma.js";
 import { folioMaybeDmaPinned, writebackPage } from "./writeback.js";
+import { withInvalidation } from "../notifier/mmu-notifier.js";
 
 /** Pages isolated and shrunk per batch (SWAP_CLUSTER_MAX). */
 export const SWAP_CLUSTER_MAX = 32;
@@ -151,7 +152,10 @@ export function tryToUnmap(k: Kernel, pfn: number, hits: RmapHit[], slot: number
   const exclusive = (k.flagsOf(pfn) & F.PG_anon_exclusive) !== 0;
   const swp = mkSwapEntry(slot, exclusive);
   for (const hit of hits) {
-    k.check(k.core.x.ptepSet(hit.mm.pgd.pfn, hit.vpn, 1, Number(swp & 0xffffffffn), Number(swp >> 32n)), "try_to_unmap");
+    // try_to_unmap_one: a CLEAR invalidation of the page in each mapping.
+    withInvalidation(hit.mm, "clear", hit.vpn, hit.vpn + 1, () =>
+      k.check(k.core.x.ptepSet(hit.mm.pgd.pfn, hit.vpn, 1, Number(swp & 0xffffffffn), Number(swp >> 32n)), "try_to_unmap"),
+    );
     k.mapcount(pfn, -1);
     hit.mm.rss.anon--;
     hit.mm.rss.swap++;
@@ -162,7 +166,7 @@ export function tryToUnmap(k: Kernel, pfn: number, hits: RmapHit[], slot: number
 /** Unmap file page @pfn from every mapping: each entry is zapped (mapcount, reference, RSS). */
 function unmapFilePage(hits: RmapHit[], flush: FlushBatch): void {
   for (const hit of hits) {
-    zapVmaRange(hit.mm, hit.vma, hit.vpn, hit.vpn + 1);
+    withInvalidation(hit.mm, "clear", hit.vpn, hit.vpn + 1, () => zapVmaRange(hit.mm, hit.vma, hit.vpn, hit.vpn + 1));
     noteFlush(flush, hit.mm, hit.vpn);
   }
 }

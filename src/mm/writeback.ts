@@ -27,6 +27,7 @@ import { rmapWalk } from "./rmap.js";
 import { flushTlbMmRange } from "./tlbflush.js";
 import { framePageBytes } from "./filemap.js";
 import { folioZeroSegment } from "./truncate.js";
+import { withInvalidation } from "../notifier/mmu-notifier.js";
 
 const RW = BigInt(X.PTE_RW);
 const D = BigInt(X.PTE_D);
@@ -41,9 +42,12 @@ export function folioMkclean(k: Kernel, pfn: number): boolean {
     if (!(hit.pte & (RW | D))) continue;
     if (hit.pte & D) dirty = true;
     const pte = hit.pte & ~(RW | D);
-    k.check(k.core.x.ptepSet(hit.mm.pgd.pfn, hit.vpn, hit.level, Number(pte & 0xffffffffn), Number(pte >> 32n)), "page_mkclean");
     const span = hit.level === 2 ? 512 : 1;
-    flushTlbMmRange(hit.mm, hit.vpn, hit.vpn + span);
+    // page_mkclean_one: a PROTECTION_PAGE invalidation of the entry's pages.
+    withInvalidation(hit.mm, "protection_page", hit.vpn, hit.vpn + span, () => {
+      k.check(k.core.x.ptepSet(hit.mm.pgd.pfn, hit.vpn, hit.level, Number(pte & 0xffffffffn), Number(pte >> 32n)), "page_mkclean");
+      flushTlbMmRange(hit.mm, hit.vpn, hit.vpn + span);
+    });
   }
   return dirty;
 }

@@ -8,9 +8,8 @@
 import { describe, expect, it } from "vitest";
 import * as E from "../../src/abi/errno.js";
 import { createMachine, type Machine, type Process } from "../../src/index.js";
-import {
-  isOomVictim, MAX_OOM_REAP_RETRIES, mmOomSkip, oomBadness, oomKill, oomReapTask, type MmuNotifierRange,
-} from "../../src/mm/oom.js";
+import { isOomVictim, MAX_OOM_REAP_RETRIES, mmOomSkip, oomBadness, oomKill, oomReapTask } from "../../src/mm/oom.js";
+import type { MmuNotifierRange } from "../../src/notifier/range.js";
 import { swapInfo } from "../../src/mm/swap.js";
 import { shrink } from "../../src/mm/vmscan.js";
 
