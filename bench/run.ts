@@ -11,6 +11,7 @@ const BENCHES: Record<string, () => Promise<{ run(): Promise<BenchReport> }>> = 
   memory: () => import("./memory.bench.js"),
   mm: () => import("./mm.bench.js"),
   gup: () => import("./gup.bench.js"),
+  notifier: () => import("./notifier.bench.js"),
 };
 
 const { positionals } = parseArgs({ allowPositionals: true });
