@@ -30,7 +30,7 @@ export {
   copyHighpage, splitHugePmd,
 } from "./mm/exports";
 export { ptProtect } from "./mmu/protect";
-export { ptepGet, ptepSet } from "./mmu/ptep";
+export { ptepGet, ptepSet, ptepRange, ptepRangeMax } from "./mmu/ptep";
 export {
   cpuWriteCr3, cpuSetCtrl, cpuWrpkru, tlbFlushRange, tlbFlushPcidRange, tlbInvpcid, translateBatch,
 } from "./mmu/cpu";

@@ -88,3 +88,15 @@ export {
 } from "./gup/gup-test.js";
 export type { GupTest, GupTestResult } from "./gup/gup-test.js";
 export { FOLL } from "./gup/flags.js";
+export {
+  hmmRangeFault, hmmPfnToPfn, hmmPfnToMapOrder, HMM_PFN_VALID, HMM_PFN_WRITE, HMM_PFN_ERROR, HMM_PFN_ORDER_SHIFT,
+  HMM_PFN_REQ_FAULT, HMM_PFN_REQ_WRITE, HMM_PFN_FLAGS, HMM_RANGE_DEFAULT_TIMEOUT,
+} from "./hmm/hmm.js";
+export type { HmmRange } from "./hmm/hmm.js";
+export {
+  Dmirror, HMM_DMIRROR_READ, HMM_DMIRROR_WRITE, HMM_DMIRROR_MIGRATE_TO_DEV, HMM_DMIRROR_MIGRATE_TO_SYS, HMM_DMIRROR_SNAPSHOT,
+  HMM_DMIRROR_EXCLUSIVE, HMM_DMIRROR_CHECK_EXCLUSIVE, HMM_DMIRROR_RELEASE, HMM_DMIRROR_PROT_ERROR, HMM_DMIRROR_PROT_NONE,
+  HMM_DMIRROR_PROT_READ, HMM_DMIRROR_PROT_WRITE, HMM_DMIRROR_PROT_PMD, HMM_DMIRROR_PROT_PUD, HMM_DMIRROR_PROT_ZERO,
+  HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL, HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE,
+} from "./drivers/dmirror.js";
+export type { HmmDmirrorCmd, DmirrorOptions } from "./drivers/dmirror.js";

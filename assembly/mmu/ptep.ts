@@ -7,13 +7,13 @@
  * an entry that points to a table keeps pointing to it, and no table entry is created.
  */
 import { EINVAL, ENOENT } from "../../src/abi/errno";
-import { REG_PTE_LO, REG_PTE_HI, REG_LEVEL } from "../../src/abi/header";
-import { R_LEVEL, R_NOT_MAPPED, R_TABLE_ENTRY } from "../../src/abi/reason";
+import { REG_PTE_LO, REG_PTE_HI, REG_LEVEL, RING_ENTRY0, RENT_SIZE } from "../../src/abi/header";
+import { R_COUNT, R_LEVEL, R_NOT_MAPPED, R_TABLE_ENTRY } from "../../src/abi/reason";
 import { fail } from "../errno";
-import { LEVELS } from "../layout";
+import { LEVELS, RING_ENTRIES } from "../layout";
 import { RING, ringCheck } from "../ring";
 import { P, PS, FRAME_MASK, pteIsLeaf, ptePfn, entryAddr, levelPages } from "./pte";
-import { rangeLo, rangeVpnHigh, rangeCheck, rootCheck, tableCountAdd } from "./pgtable";
+import { rangeLo, rangeHi, rangeVpnHigh, rangeCheck, rootCheck, tableCountAdd } from "./pgtable";
 import { ptUnmap } from "./unmap";
 
 /**
@@ -43,6 +43,68 @@ export function ptepGet(root: f64, vpn: f64, want: u32): i32 {
   store<u32>(RING + REG_PTE_HI, <u32>(e >> 32));
   store<u32>(RING + REG_LEVEL, level);
   return level;
+}
+
+/** The most pages one ptepRange call reads: 12 bytes each in the ring's entries. */
+export function ptepRangeMax(): u32 {
+  return <u32>((<u64>RING_ENTRIES * RENT_SIZE) / 12);
+}
+
+/**
+ * ptepRange - ptepGet(…, 0) for each of the @n pages from @vpn, in one call (what a walk of
+ * a range for hmm_range_fault or a device snapshot reads): for page i the ring's entries
+ * hold, at 12 * i, the entry's low and high words and its level (the leaf, or the empty
+ * entry where the walk stopped). A huge leaf is given for each page it maps. One descent per
+ * PTE table, huge leaf or hole. Returns @n, or -EINVAL (root, range, or more than
+ * ptepRangeMax pages).
+ */
+export function ptepRange(root: f64, vpn: f64, n: u32): i32 {
+  const rr = ringCheck();
+  if (rr < 0) return rr;
+  const r = rootCheck(root);
+  if (r < 0) return <i32>r;
+  if (n > ptepRangeMax()) return fail(EINVAL, R_COUNT, n);
+  const rc = rangeCheck(vpn, <f64>n, 1);
+  if (rc < 0) return rc;
+  const out = RING + RING_ENTRY0;
+  let lv = rangeLo;
+  const end = rangeHi;
+  let i: usize = 0;
+  while (lv < end) {
+    let t = <u32>r;
+    let level = LEVELS;
+    let e: u64 = 0;
+    while (true) {
+      e = atomic.load<u64>(entryAddr(t, level, lv));
+      if (level == 1 || (e & P) == 0 || pteIsLeaf(e, level)) break;
+      if (level == 2) {
+        // A PTE table: every page up to its end (or the range's) from it.
+        const pt = <u32>ptePfn(e);
+        const stop = min(end, (lv | 511) + 1);
+        for (; lv < stop; lv++, i++) {
+          const x = atomic.load<u64>(entryAddr(pt, 1, lv));
+          const a = out + i * 12;
+          store<u32>(a, <u32>x);
+          store<u32>(a + 4, <u32>(x >> 32));
+          store<u32>(a + 8, 1);
+        }
+        break;
+      }
+      t = <u32>ptePfn(e);
+      level--;
+    }
+    if (level == 2 && (e & P) != 0 && !pteIsLeaf(e, 2)) continue;
+    // A leaf or an empty entry at @level: the same for every page it spans.
+    const span = levelPages(level);
+    const stop = min(end, (lv & ~(span - 1)) + span);
+    for (; lv < stop; lv++, i++) {
+      const a = out + i * 12;
+      store<u32>(a, <u32>e);
+      store<u32>(a + 4, <u32>(e >> 32));
+      store<u32>(a + 8, level);
+    }
+  }
+  return <i32>n;
 }
 
 /**

@@ -26,6 +26,8 @@ export interface CoreExports {
   ptProtect(root: number, vpn: number, npages: number, setLo: number, setHi: number, clrLo: number, clrHi: number): number;
   ptepGet(root: number, vpn: number, level: number): number;
   ptepSet(root: number, vpn: number, level: number, lo: number, hi: number): number;
+  ptepRange(root: number, vpn: number, n: number): number;
+  ptepRangeMax(): number;
   cpuWriteCr3(cpu: number, root: number, pcid: number, noflush: number): number;
   cpuSetCtrl(cpu: number, ctrl: number): number;
   cpuWrpkru(cpu: number, pkru: number): number;
@@ -59,7 +61,7 @@ const EXPORTS: readonly (keyof CoreExports)[] = [
   "cpuWrpkru", "tlbFlushRange", "tlbFlushPcidRange", "tlbInvpcid", "translateBatch", "zapRange", "copyPageRange",
   "folioRef", "pageMapcount", "folioEntireMapcount", "folioPincount", "pageFlags", "pageSetMapping",
   "copyHighpage", "splitHugePmd", "swapOut", "swapIn", "swapPut", "swapCount", "gupRange", "gupMaxPages",
-  "unpinPages",
+  "unpinPages", "ptepRange", "ptepRangeMax",
 ];
 
 /** Where the build puts the core, relative to this file in src/ and in dist/ alike. */

@@ -23,6 +23,7 @@ type Op =
   | { k: "unmap"; root: number; vpn: VpnSel; n: number; cap: number }
   | { k: "protect"; root: number; vpn: VpnSel; n: number; bits: [number, number, number, number] }
   | { k: "get"; root: number; vpn: number; level: number }
+  | { k: "range"; root: number; vpn: VpnSel; n: number }
   | { k: "set"; root: number; vpn: number; level: number; lo: number; hi: number; fromGet: boolean }
   | { k: "cr3"; cpu: number; root: number; pcid: number; noflush: boolean }
   | { k: "ctrl"; cpu: number; ctrl: number }
@@ -73,6 +74,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ k: fc.constant("unmap" as const), root: fc.nat(), vpn: selArb, n: fc.oneof({ weight: 6, arbitrary: fc.integer({ min: 1, max: 40 }) }, { weight: 2, arbitrary: fc.integer({ min: 1, max: 2000 }) }, { weight: 1, arbitrary: fc.constantFrom(0, 2 ** 18) }), cap: fc.constantFrom(0, 0, 1, 3, 50, 1 << 30) }) },
   { weight: 5, arbitrary: fc.record({ k: fc.constant("protect" as const), root: fc.nat(), vpn: selArb, n: fc.integer({ min: 1, max: 1200 }), bits: fc.tuple(protectLoArb, fc.constantFrom(0, 0x80000000, 0x10000000, 0x10000000, 1), protectLoArb, fc.constantFrom(0, 0x80000000, 0x78000000)) }) },
   { weight: 3, arbitrary: fc.record({ k: fc.constant("get" as const), root: fc.nat(), vpn: vpnArb, level: fc.integer({ min: 0, max: 6 }) }) },
+  { weight: 3, arbitrary: fc.record({ k: fc.constant("range" as const), root: fc.nat(), vpn: selArb, n: fc.oneof({ weight: 6, arbitrary: fc.integer({ min: 1, max: 40 }) }, { weight: 2, arbitrary: fc.integer({ min: 1, max: 1500 }) }, { weight: 1, arbitrary: fc.constantFrom(0, 5000) }) }) },
   { weight: 3, arbitrary: fc.record({ k: fc.constant("set" as const), root: fc.nat(), vpn: vpnArb, level: fc.integer({ min: 1, max: 5 }), lo: fc.integer({ min: 0, max: 0xffffffff }), hi: fc.integer({ min: 0, max: 0xffffffff }), fromGet: fc.boolean() }) },
   { weight: 2, arbitrary: fc.record({ k: fc.constant("cr3" as const), cpu: fc.integer({ min: 0, max: 2 }), root: fc.nat(), pcid: fc.oneof(fc.integer({ min: 0, max: 3 }), fc.constant(4096)), noflush: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ k: fc.constant("ctrl" as const), cpu: fc.integer({ min: 0, max: 2 }), ctrl: fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 0, max: 0x7f }) }, { weight: 1, arbitrary: fc.constant(0x80) }) }) },
@@ -163,6 +165,8 @@ function step(d: Driver, w: World, op: Op): unknown {
       return d.ptProtect(root(op.root), vpnOf(w, op.vpn, root(op.root)), op.n, ...op.bits);
     case "get":
       return d.ptepGet(root(op.root), op.vpn, op.level);
+    case "range":
+      return d.ptepRange(root(op.root), vpnOf(w, op.vpn, root(op.root)), op.n);
     case "set": {
       let { lo, hi } = op;
       if (op.fromGet) {

@@ -45,6 +45,8 @@ export interface Driver {
   ptUnmap(root: number, vpn: number, n: number, cap: number): Result;
   ptProtect(root: number, vpn: number, n: number, sLo: number, sHi: number, cLo: number, cHi: number): Result;
   ptepGet(root: number, vpn: number, level: number): Result;
+  /** ptepRange: [lo, hi, level] of each page, flattened. */
+  ptepRange(root: number, vpn: number, n: number): Result;
   ptepSet(root: number, vpn: number, level: number, lo: number, hi: number): Result;
   cpuWriteCr3(cpu: number, root: number, pcid: number, noflush: boolean): Result;
   cpuSetCtrl(cpu: number, ctrl: number): Result;
@@ -131,6 +133,11 @@ export class CoreDriver implements Driver {
   }
   ptepSet(root: number, vpn: number, level: number, lo: number, hi: number): Result {
     return this.#r(this.core.x.ptepSet(root, vpn, level, lo, hi));
+  }
+  ptepRange(root: number, vpn: number, n: number): Result {
+    const c = this.core;
+    const rc = c.x.ptepRange(root, vpn, n);
+    return this.#r(rc, rc >= 0 ? { entries: Array.from(c.u32.subarray((c.ring + H.RING_ENTRY0) >>> 2, ((c.ring + H.RING_ENTRY0) >>> 2) + 3 * rc)) } : {});
   }
   cpuWriteCr3(cpu: number, root: number, pcid: number, noflush: boolean): Result {
     return this.#r(this.core.x.cpuWriteCr3(cpu, root, pcid, noflush ? 1 : 0));
@@ -336,6 +343,20 @@ export class RefDriver implements Driver {
   }
   ptepSet(root: number, vpn: number, level: number, lo: number, hi: number): Result {
     return this.#r(() => (this.m.pts.ptepSet(root, vpn, level, lo, hi, this.m.ringEntries), 0));
+  }
+  ptepRange(root: number, vpn: number, n: number): Result {
+    return this.#r(() => {
+      const pts = this.m.pts;
+      pts.rootCheck(root);
+      if (n > Math.floor((this.m.ringEntries * 24) / 12)) fail(E.EINVAL, R.R_COUNT, n);
+      pts.rangeCheck(vpn, n, 1);
+      const entries: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const g = pts.ptepGet(root, vpn + i, 0);
+        entries.push(g.lo >>> 0, g.hi >>> 0, g.level);
+      }
+      return { rc: n, entries };
+    });
   }
   cpuWriteCr3(cpu: number, root: number, pcid: number, noflush: boolean): Result {
     return this.#r(() => (this.m.mmu.writeCr3(cpu, root, pcid, noflush), 0));
