@@ -21,7 +21,7 @@ const NPAGES = 1024; // HMM_BUFFER_SIZE (1024 << 12) / page size
 const SIZE = NPAGES * PAGE;
 
 /** struct hmm_buffer's command: the mirror buffer and the counters. */
-function cmd(addr: number, npages: number, mirror = new Uint8Array(npages * PAGE)): HmmDmirrorCmd {
+function cmd(addr: number, npages: number, mirror: Uint8Array = new Uint8Array(npages * PAGE)): HmmDmirrorCmd {
   return { addr, ptr: mirror, npages, cpages: 0, faults: 0 };
 }
 
