@@ -12,6 +12,7 @@ const BENCHES: Record<string, () => Promise<{ run(): Promise<BenchReport> }>> = 
   mm: () => import("./mm.bench.js"),
   gup: () => import("./gup.bench.js"),
   notifier: () => import("./notifier.bench.js"),
+  hmm: () => import("./hmm.bench.js"),
 };
 
 const { positionals } = parseArgs({ allowPositionals: true });

@@ -67,6 +67,8 @@ const P = X.PTE_P;
 const RW = X.PTE_RW;
 const US = X.PTE_US;
 const SPECIAL = X.PTE_SOFTW1;
+/** The map-order bits of a leaf at each level (1: 4 KiB, 2: 2 MiB, 3: 1 GiB). */
+const ORDER_BITS = [0n, 0n, 9n << HMM_PFN_ORDER_SHIFT, 18n << HMM_PFN_ORDER_SHIFT, 27n << HMM_PFN_ORDER_SHIFT];
 const NEED_FAULT = 1;
 const NEED_WRITE_FAULT = 2;
 
@@ -174,13 +176,13 @@ function walkVma(mm: MmStruct, range: HmmRange, first: number, at: number, end: 
       const v = at + i;
       let cpu = 0n;
       let pfn = 0;
-      let order = 0n;
+      let order = 0n; // the map-order bits
       let special = false;
       if (lo & P) {
         const leafPfn = (hi & 0xfffff) * 2 ** 20 + (lo >>> 12);
         const span = level === 1 ? 1 : 2 ** (9 * (level - 1));
         pfn = leafPfn - (leafPfn % span) + (v % span);
-        order = BigInt(9 * (level - 1));
+        order = ORDER_BITS[level]!;
         special = level === 1 && (lo & SPECIAL) !== 0 && pfn !== zero;
         // PROT_NONE (the emulator's: no US bit) reads as not valid, as pte_protnone does.
         if (lo & US && !special) cpu = HMM_PFN_VALID | (lo & RW && pfn !== zero ? HMM_PFN_WRITE : 0n);
@@ -193,7 +195,7 @@ function walkVma(mm: MmStruct, range: HmmRange, first: number, at: number, end: 
         continue;
       }
       if (need) fault(mm, v, Math.min(end, v - (v % 512) + 512), need, vmFlags);
-      out[v - first] = cpu ? BigInt(pfn) | cpu | (order << HMM_PFN_ORDER_SHIFT) : 0n;
+      out[v - first] = cpu ? BigInt(pfn) | (order ? cpu | order : cpu) : 0n;
     }
     at += n;
   }
@@ -205,8 +207,11 @@ function fault(mm: MmStruct, v: number, end: number, need: number, vmFlags: numb
   if (write && !(vmFlags & VM_WRITE)) {
     throw new DmaError("EPERM", `hmmRangeFault: write fault at ${hexAddr(v)} in a mapping without write permission`, { arg: "range" });
   }
+  const k = mm.kernel;
   for (let a = v; a < end; a++) {
     const r = handleMmFaultLocked(mm, a, { write });
+    // handle_mm_fault, as GUP's faultin_page charges it (no trap, but the same handler).
+    k.clock.advance(k.costs.minorFault.ns);
     if (r !== "ok") throw new DmaError("EFAULT", `hmmRangeFault: the fault at ${hexAddr(a)} ended in ${r}`, { arg: "range" });
   }
   mm.kernel.trace.count("hmm.range_fault_faults", end - v);
