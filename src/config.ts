@@ -101,6 +101,10 @@ export const MachineOptionsSchema = v.strictObject({
       pinnedWriteback: v.optional(v.boolean(), true),
       /** Record the caller's stack at each pin (about 1 us a call) so reports name call sites. */
       callSites: v.optional(v.boolean(), true),
+      /** lockdep-lite: lock-order inversions ([L1]) and sleeping in non-block sections ([L2]). */
+      lockdep: v.optional(v.boolean(), true),
+      /** Device mappings left stale after the CPU's changed under them ([C1]). */
+      coherency: v.optional(v.boolean(), true),
     }),
     {},
   ),
@@ -131,7 +135,7 @@ export interface MachineConfig {
   seed: number;
   costs: Partial<Record<CostName, number>>;
   trace: { enabled: boolean; maxEvents: number };
-  check: { pinnedWriteback: boolean; callSites: boolean };
+  check: { pinnedWriteback: boolean; callSites: boolean; lockdep: boolean; coherency: boolean };
 }
 
 /** parseMachineOptions - validate @options and lay out the zones; throws DmaError(EINVAL). */
@@ -196,6 +200,6 @@ export function parseMachineOptions(options: unknown = {}): MachineConfig {
     seed: o.seed,
     costs: o.costs,
     trace: { enabled: trace.enabled ?? true, maxEvents: trace.maxEvents ?? 100_000 },
-    check: { pinnedWriteback: o.check.pinnedWriteback, callSites: o.check.callSites },
+    check: { pinnedWriteback: o.check.pinnedWriteback, callSites: o.check.callSites, lockdep: o.check.lockdep, coherency: o.check.coherency },
   };
 }

@@ -100,3 +100,9 @@ export {
   HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL, HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE,
 } from "./drivers/dmirror.js";
 export type { HmmDmirrorCmd, DmirrorOptions } from "./drivers/dmirror.js";
+export { UserptrDevice } from "./drivers/userptr.js";
+export type { CoherencyModel, UserptrDeviceOptions } from "./drivers/userptr.js";
+export { Mutex } from "./locking/mutex.js";
+export { DmaFence, dmaFenceSignal, dmaFenceWait, dmaFenceBeginSignalling, dmaFenceEndSignalling } from "./dma-buf/dma-fence.js";
+export { Lockdep, FS_RECLAIM, MMU_NOTIFIER_MAP, DMA_FENCE_MAP } from "./check/lockdep.js";
+export type { DeviceMapping } from "./check/coherency.js";

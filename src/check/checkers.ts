@@ -9,23 +9,33 @@ import type { Kernel } from "../mm/kernel.js";
 import type { Process } from "../mm/process.js";
 import type { PagesArray } from "../gup/range.js";
 import type { Address } from "../core/addr.js";
+import { CoherencyChecker } from "./coherency.js";
+import { Lockdep } from "./lockdep.js";
 import { PinnedWritebackChecker } from "./pinned-writeback.js";
 import type { CheckReport } from "./report.js";
 
 export interface CheckOptions {
   pinnedWriteback: boolean;
   callSites: boolean;
+  /** lockdep-lite (lock order, sleeping in non-block sections). Default true. */
+  lockdep?: boolean;
+  /** Device mappings left stale by a CPU page-table change. Default true. */
+  coherency?: boolean;
 }
 
 export class Checkers {
   readonly reports: CheckReport[] = [];
   readonly pinnedWriteback: PinnedWritebackChecker | null;
+  readonly lockdep: Lockdep | null;
+  readonly coherency: CoherencyChecker | null;
   readonly #k: Kernel;
 
   constructor(k: Kernel, o: CheckOptions) {
     this.#k = k;
     const report = (r: CheckReport): void => this.#add(r);
     this.pinnedWriteback = o.pinnedWriteback ? new PinnedWritebackChecker(k, o.callSites, report) : null;
+    this.lockdep = o.lockdep === false ? null : new Lockdep(k, o.callSites, report);
+    this.coherency = o.coherency === false ? null : new CoherencyChecker(k, o.callSites, report);
   }
 
   #add(r: CheckReport): void {

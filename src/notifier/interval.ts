@@ -24,7 +24,8 @@
 import { type Address, splitAddress } from "../core/addr.js";
 import { DmaError } from "../errors.js";
 import type { MmStruct } from "../mm/mm.js";
-import { call, notifierWarn } from "./mmu-notifier.js";
+import { MMU_NOTIFIER_MAP } from "../check/lockdep.js";
+import { call, notifierWarn, primeLockdep } from "./mmu-notifier.js";
 import { type MmuNotifierRange, mmuNotifierRangeInit, rangePages } from "./range.js";
 import { type MmuNotifierSubscriptions, subscriptionsFor, subscriptionsOf } from "./subscriptions.js";
 
@@ -88,6 +89,7 @@ export function mmuIntervalNotifierInsert(mm: MmStruct, start: Address, length: 
   }
   const sub = new MmuIntervalNotifier(mm, ops, first, Number(lastByte >> 12n));
   const s = subscriptionsFor(mm);
+  if (!s.hasItree) primeLockdep(mm);
   s.hasItree = true;
   if (s.activeInvalidateRanges) {
     if (s.isInvalidating()) s.deferred.push(sub);
@@ -112,6 +114,7 @@ export function mmuIntervalNotifierInsert(mm: MmStruct, start: Address, length: 
 export function mmuIntervalNotifierRemove(sub: MmuIntervalNotifier): void {
   if (!sub.live) return;
   const s = subscriptionsOf(sub.mm)!;
+  sub.mm.kernel.checkers.lockdep?.touch(MMU_NOTIFIER_MAP, "mmu_interval_notifier_remove");
   if (s.isInvalidating()) {
     if (!sub.inTree) {
       // A deferred insert not yet applied: drop it, no wait.
@@ -136,6 +139,8 @@ export function mmuIntervalNotifierRemove(sub: MmuIntervalNotifier): void {
 export function mmuIntervalReadBegin(sub: MmuIntervalNotifier): number {
   const s = subscriptionsOf(sub.mm)!;
   const seq = sub.invalidateSeq;
+  // lock_map_acquire/release of the notifier map: reading begins as if taking it.
+  sub.mm.kernel.checkers.lockdep?.touch(MMU_NOTIFIER_MAP, "mmu_interval_read_begin");
   if (seq === s.invalidateSeq) {
     // The invalidation that called this subscription is still running: the kernel sleeps
     // until it ends. In one thread that is only possible from inside its own callbacks.
@@ -174,7 +179,7 @@ export function mnItreeInvalidate(s: MmuNotifierSubscriptions, range: MmuNotifie
   const seq = s.invalidateSeq;
   range.mm.kernel.trace.count("mm.interval_notifier_calls", hits.length);
   for (const sub of hits) {
-    const ok = call(s, () => sub.ops.invalidate.call(sub.ops, sub, range, seq));
+    const ok = call(s, () => sub.ops.invalidate.call(sub.ops, sub, range, seq), range);
     if (ok) continue;
     if (range.blockable) {
       notifierWarn(range.mm, "WARN: an interval notifier refused a blockable invalidation");

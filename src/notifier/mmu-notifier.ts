@@ -24,8 +24,9 @@ import { type Address, addressOf } from "../core/addr.js";
 import { DmaError } from "../errors.js";
 import type { MmStruct } from "../mm/mm.js";
 import { mnItreeInvEnd, mnItreeInvalidate, mnItreeRelease } from "./interval.js";
-import { type MmuNotifierEvent, type MmuNotifierRange, mmuNotifierRangeInit } from "./range.js";
+import { type MmuNotifierEvent, type MmuNotifierRange, mmuNotifierRangeInit, rangePages } from "./range.js";
 import { type MmuNotifierSubscriptions, subscriptionsFor, subscriptionsOf } from "./subscriptions.js";
+import { FS_RECLAIM, MMU_NOTIFIER_MAP } from "../check/lockdep.js";
 
 /** struct mmu_notifier_ops. Every op is optional. */
 export interface MmuNotifierOps {
@@ -66,6 +67,7 @@ export function mmuNotifierRegister(mm: MmStruct, ops: MmuNotifierOps): MmuNotif
     throw new DmaError("EINVAL", "mmuNotifierRegister: invalidateSecondaryTlbs together with invalidateRangeStart/End", { arg: "ops" });
   }
   const sub = new MmuNotifier(mm, ops);
+  primeLockdep(mm);
   subscriptionsFor(mm).list.unshift(sub);
   mm.kernel.trace.count("mm.notifier_registered");
   return sub;
@@ -83,18 +85,32 @@ export function mmuNotifierUnregister(sub: MmuNotifier): void {
   call(s, () => sub.ops.release?.(sub, sub.mm));
 }
 
+/**
+ * Under lockdep, __mmu_notifier_register records the notifier map as taken under fs_reclaim
+ * (reclaim runs invalidations), so a lock order against it shows at once.
+ */
+export function primeLockdep(mm: MmStruct): void {
+  mm.kernel.checkers.lockdep?.prime(FS_RECLAIM, MMU_NOTIFIER_MAP, "mmu_notifier_register");
+}
+
 /** A WARN the kernel would print: kept on the kernel and counted. */
 export function notifierWarn(mm: MmStruct, message: string): void {
   mm.kernel.notifierWarnings.push(message);
   mm.kernel.trace.count("mm.notifier_warn");
 }
 
-/** Run a callback, counting it as running (mmuIntervalReadBegin refuses to wait inside one). */
-export function call<T>(s: MmuNotifierSubscriptions, fn: () => T): T {
+/**
+ * Run a callback, counting it as running (mmuIntervalReadBegin refuses to wait inside one);
+ * a callback of a non-blockable range runs in a non-block section (non_block_start/end).
+ */
+export function call<T>(s: MmuNotifierSubscriptions, fn: () => T, range?: MmuNotifierRange): T {
+  const ld = range && !range.blockable ? range.mm.kernel.checkers.lockdep : null;
   s.callbackDepth++;
+  ld?.nonBlockStart();
   try {
     return fn();
   } finally {
+    ld?.nonBlockEnd();
     s.callbackDepth--;
   }
 }
@@ -105,7 +121,7 @@ function hlistInvalidateRangeStart(s: MmuNotifierSubscriptions, range: MmuNotifi
   for (const sub of [...s.list]) {
     const start = sub.ops.invalidateRangeStart;
     if (!start) continue;
-    const rc = call(s, () => start.call(sub.ops, sub, range));
+    const rc = call(s, () => start.call(sub.ops, sub, range), range);
     if (rc === 0) continue;
     notifierWarn(range.mm, `invalidateRangeStart callback failed with ${rc} in ${range.blockable ? "" : "non-"}blockable context`);
     if (range.blockable || rc !== -EAGAIN) notifierWarn(range.mm, "WARN: a blockable start failed, or failed with other than -EAGAIN");
@@ -116,7 +132,7 @@ function hlistInvalidateRangeStart(s: MmuNotifierSubscriptions, range: MmuNotifi
     // The caller will not call range_end: every notifier with an end op gets it now.
     for (const sub of [...s.list]) {
       const end = sub.ops.invalidateRangeEnd;
-      if (end) call(s, () => end.call(sub.ops, sub, range));
+      if (end) call(s, () => end.call(sub.ops, sub, range), range);
     }
   }
   return ret;
@@ -129,6 +145,8 @@ function hlistInvalidateRangeStart(s: MmuNotifierSubscriptions, range: MmuNotifi
 function invalidateRangeStart(range: MmuNotifierRange): number {
   const s = subscriptionsOf(range.mm);
   if (!s) return 0;
+  const ld = range.mm.kernel.checkers.lockdep;
+  ld?.acquire(MMU_NOTIFIER_MAP, `mmu_notifier_invalidate_range_start(${range.event})`);
   let itreeOpen = false;
   try {
     if (s.hasItree) {
@@ -144,6 +162,8 @@ function invalidateRangeStart(range: MmuNotifierRange): number {
     // opened, as a refused range is closed, and let the caller abort before any PTE changes.
     if (itreeOpen) mnItreeInvEnd(s);
     throw e;
+  } finally {
+    ld?.release(MMU_NOTIFIER_MAP);
   }
 }
 
@@ -162,12 +182,27 @@ export function mmuNotifierInvalidateRangeStartNonblock(range: MmuNotifierRange)
 /** mmuNotifierInvalidateRangeEnd - mmu_notifier_invalidate_range_end. */
 export function mmuNotifierInvalidateRangeEnd(range: MmuNotifierRange): void {
   const s = subscriptionsOf(range.mm);
-  if (!s) return;
+  if (!s) return checkCoherency(range);
   if (s.hasItree) mnItreeInvEnd(s);
-  for (const sub of [...s.list]) {
-    const end = sub.ops.invalidateRangeEnd;
-    if (end) call(s, () => end.call(sub.ops, sub, range));
+  const ld = range.mm.kernel.checkers.lockdep;
+  ld?.acquire(MMU_NOTIFIER_MAP, `mmu_notifier_invalidate_range_end(${range.event})`);
+  try {
+    for (const sub of [...s.list]) {
+      const end = sub.ops.invalidateRangeEnd;
+      if (end) call(s, () => end.call(sub.ops, sub, range), range);
+    }
+  } finally {
+    ld?.release(MMU_NOTIFIER_MAP);
   }
+  checkCoherency(range);
+}
+
+/** The coherency checker looks at the devices mirroring the range once its change is done. */
+function checkCoherency(range: MmuNotifierRange): void {
+  const cc = range.mm.kernel.checkers.coherency;
+  if (!cc) return;
+  const [start, end] = rangePages(range);
+  cc.changed(range.mm, start, end, range.event);
 }
 
 /**
@@ -178,7 +213,12 @@ export function mmuNotifierInvalidateRangeEnd(range: MmuNotifierRange): void {
 export function withInvalidation<T>(
   mm: MmStruct, event: MmuNotifierEvent, start: number, end: number, body: () => T, owner: unknown = null,
 ): T {
-  if (!subscriptionsOf(mm) || start >= end) return body();
+  if (start >= end) return body();
+  if (!subscriptionsOf(mm)) {
+    const r = body();
+    mm.kernel.checkers.coherency?.changed(mm, start, end, event);
+    return r;
+  }
   const range = mmuNotifierRangeInit(event, true, mm, start, end, owner);
   mm.kernel.trace.count(`mm.notifier_invalidate.${event}`);
   mmuNotifierInvalidateRangeStart(range);
