@@ -448,7 +448,7 @@ describe("processes and address spaces: emulator vs reference model", () => {
       it(`agree on random operation sequences (${mode} maps, THP ${thp})`, async () => {
         let ops = 0;
         await fc.assert(
-          fc.asyncProperty(fc.array(opArb, { maxLength: 500, size: "max" }), async (seq) => {
+          fc.asyncProperty(fc.array(opArb, { minLength: 200, maxLength: 500, size: "max" }), async (seq) => {
             ops += await runSequence(mode, thp, seq);
           }),
           // Shrinking a failure stops after a minute (the seed and the smallest case so far are reported).
