@@ -15,7 +15,7 @@ import {
   HDR_MEM_PAGES_MAX, MAX_THREADS, MAX_CPUS, ZONE_SIZE, CPU_SIZE, TLBE_SIZE, RING_ENTRY0,
   RENT_SIZE, HDR_SWAP_SLOTS, HDR_SWAP_BASE, SWPE_SIZE,
 } from "../src/abi/header";
-import { FRAME_SIZE, MAX_ZONES, ZONE_DEVICE } from "../src/abi/frame";
+import { FRAME_SIZE, MAX_ZONES, ZONE_DEVICE_PRIVATE } from "../src/abi/frame";
 import { EINVAL } from "../src/abi/errno";
 import { R_CONFIG } from "../src/abi/reason";
 import { fail } from "./errno";
@@ -100,7 +100,7 @@ export function coreLayout(): i32 {
     const cfg = HDR_ZONE_CFG + z * ZCFG_SIZE;
     const start = <u64>hdr(cfg + ZCFG_START);
     const pages = <u64>hdr(cfg + ZCFG_PAGES);
-    if (hdr(cfg + ZCFG_KIND) > <u32>ZONE_DEVICE) return bad(cfg + ZCFG_KIND);
+    if (hdr(cfg + ZCFG_KIND) > <u32>ZONE_DEVICE_PRIVATE) return bad(cfg + ZCFG_KIND);
     if (start < next) return bad(cfg + ZCFG_START);
     if (pages == 0 || start + pages > <u64>nrFrames) return bad(cfg + ZCFG_PAGES);
     next = start + pages;

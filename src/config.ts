@@ -5,7 +5,7 @@
  * @module
  */
 import * as v from "valibot";
-import { ZONE_NORMAL, ZONE_MOVABLE, ZONE_CMA, ZONE_DEVICE, FRAME_SIZE, RESERVED_LOW_PFNS } from "./abi/frame.js";
+import { ZONE_NORMAL, ZONE_MOVABLE, ZONE_CMA, ZONE_DEVICE, ZONE_DEVICE_PRIVATE, FRAME_SIZE, RESERVED_LOW_PFNS } from "./abi/frame.js";
 import { MAX_THREADS, MAX_CPUS } from "./abi/header.js";
 import { DmaError } from "./errors.js";
 import { DEFAULT_COSTS, type CostName } from "./sim/cost.js";
@@ -52,6 +52,8 @@ export const MachineOptionsSchema = v.strictObject({
       cma: v.optional(size, "256MiB"),
       /** Persistent memory (ZONE_DEVICE): the blocks of fsdax files. */
       pmem: v.optional(size, 0),
+      /** Device-private memory (ZONE_DEVICE, MEMORY_DEVICE_PRIVATE): what memremapPages hands to devices. */
+      devicePrivate: v.optional(size, 0),
     }),
     {},
   ),
@@ -113,7 +115,7 @@ export const MachineOptionsSchema = v.strictObject({
 export type MachineOptions = v.InferInput<typeof MachineOptionsSchema>;
 
 export interface ZoneConfig {
-  name: "NORMAL" | "MOVABLE" | "CMA" | "DEVICE";
+  name: "NORMAL" | "MOVABLE" | "CMA" | "DEVICE" | "DEVICE_PRIVATE";
   kind: number;
   startPfn: number;
   pages: number;
@@ -156,6 +158,7 @@ export function parseMachineOptions(options: unknown = {}): MachineConfig {
     ["CMA", ZONE_CMA, o.memory.cma],
     ["MOVABLE", ZONE_MOVABLE, o.memory.movable],
     ["DEVICE", ZONE_DEVICE, o.memory.pmem],
+    ["DEVICE_PRIVATE", ZONE_DEVICE_PRIVATE, o.memory.devicePrivate],
   ];
   for (const [name, kind, bytes] of order) {
     if (bytes === 0) continue;
@@ -179,7 +182,7 @@ export function parseMachineOptions(options: unknown = {}): MachineConfig {
   if (pfn > 2 ** (o.paging.physAddrBits - 12)) {
     throw new DmaError("EINVAL", "memory: more than paging.physAddrBits can address", { arg: "memory" });
   }
-  const ram = (pfn - o.memory.pmem / 4096) * 4096;
+  const ram = (pfn - o.memory.pmem / 4096 - o.memory.devicePrivate / 4096) * 4096;
   const backingMax = o.backing.max ?? Math.min(ram, 2 ** 30);
   if (backingMax < 2 ** 20) {
     throw new DmaError("EINVAL", "backing.max: needs at least 1 MiB", { arg: "backing.max" });

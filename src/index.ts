@@ -106,3 +106,11 @@ export { Mutex } from "./locking/mutex.js";
 export { DmaFence, dmaFenceSignal, dmaFenceWait, dmaFenceBeginSignalling, dmaFenceEndSignalling } from "./dma-buf/dma-fence.js";
 export { Lockdep, FS_RECLAIM, MMU_NOTIFIER_MAP, DMA_FENCE_MAP } from "./check/lockdep.js";
 export type { DeviceMapping } from "./check/coherency.js";
+export { memremapPages, pagemapOf, isDevicePrivatePage, zoneDevicePageInit, DevPagemap } from "./hmm/memremap.js";
+export type { DevPagemapOps, VmFault } from "./hmm/memremap.js";
+export {
+  migrateVmaSetup, migrateVmaPages, migrateVmaFinalize, migratePfn, migratePfnToPage, MIGRATE_PFN_VALID, MIGRATE_PFN_MIGRATE,
+  MIGRATE_PFN_WRITE, MIGRATE_PFN_SHIFT, MIGRATE_VMA_SELECT_SYSTEM, MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+} from "./hmm/migrate-device.js";
+export type { MigrateVma } from "./hmm/migrate-device.js";
+export { dmirrorDevice, DmirrorDevice } from "./drivers/dmirror-device.js";

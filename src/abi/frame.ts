@@ -74,6 +74,8 @@ export const ZONE_NORMAL = 0;
 export const ZONE_MOVABLE = 1;
 export const ZONE_CMA = 2;
 export const ZONE_DEVICE = 3;
+/** Device-private memory (MEMORY_DEVICE_PRIVATE): struct pages the CPU cannot reach. */
+export const ZONE_DEVICE_PRIVATE = 4;
 export const MAX_ZONES = 8;
 /** Zonelists are packed 4-bit zone indices, lowest nibble first, ended by this nibble. */
 export const ZONELIST_END = 0xf;

@@ -22,7 +22,11 @@ import {
   HMM_PFN_ERROR, HMM_PFN_REQ_FAULT, HMM_PFN_REQ_WRITE, HMM_PFN_VALID, HMM_PFN_WRITE, HMM_RANGE_DEFAULT_TIMEOUT, type HmmRange,
   hmmPfnToMapOrder, hmmPfnToPfn, hmmRangeFault,
 } from "../hmm/hmm.js";
+import { pagemapOf } from "../hmm/memremap.js";
+import { Mutex } from "../locking/mutex.js";
 import { framePageBytes, frameWrite } from "../mm/filemap.js";
+import { type DmirrorDevice, dmirrorDevice } from "./dmirror-device.js";
+import { dmirrorDevmemFault, dmirrorMigrateToDevice, dmirrorMigrateToSystem } from "./dmirror-migrate.js";
 import type { Process } from "../mm/process.js";
 import {
   type MmuIntervalNotifier, mmuIntervalNotifierInsert, mmuIntervalNotifierRemove, mmuIntervalReadBegin, mmuIntervalReadRetry,
@@ -70,6 +74,8 @@ interface Entry {
 }
 
 export interface DmirrorOptions {
+  /** Which /dev/hmm_dmirrorN (0..3); default 0. Files on the same device share its memory. */
+  device?: number;
   /** HMM_RANGE_DEFAULT_TIMEOUT: how long (modeled ms) a range fault keeps retrying on EBUSY. */
   timeoutMs?: number;
   /**
@@ -86,7 +92,9 @@ export class Dmirror {
   /** The device page table: pfn by virtual page number. */
   readonly pt = new Map<number, Entry>();
   /** dmirror->mutex. */
-  #locked = false;
+  readonly mutex: Mutex;
+  /** The device this file is open on (the owner of its device-private memory). */
+  readonly device: DmirrorDevice;
   #closed = false;
   readonly options: DmirrorOptions;
 
@@ -94,6 +102,9 @@ export class Dmirror {
   constructor(p: Process, options: DmirrorOptions = {}) {
     this.process = p;
     this.options = options;
+    this.device = dmirrorDevice(p.kernel, options.device ?? 0);
+    this.mutex = new Mutex(p.kernel, `dmirror${this.device.index} mutex`);
+    this.device.migrateToRamHook = dmirrorDevmemFault;
     this.notifier = mmuIntervalNotifierInsert(p.mm, 0, (1n << 64n) - 4096n, { invalidate: (sub, r, cur) => this.#invalidate(sub, r, cur) });
   }
 
@@ -105,22 +116,19 @@ export class Dmirror {
   }
 
   #lock(): void {
-    if (this.#locked) throw new DmaError("EDEADLK", "dmirror: the mutex is already held by this thread", { arg: "dmirror" });
-    this.#locked = true;
+    this.mutex.lock("dmirror");
   }
 
   #unlock(): void {
-    this.#locked = false;
+    this.mutex.unlock();
   }
 
   /** dmirror_interval_invalidate. */
   #invalidate(sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): boolean {
-    if (range.event === "migrate" && range.owner === this) return true; // its own migration
-    if (this.#locked) {
-      if (!range.blockable) return false; // mutex_trylock failed
-      throw new DmaError("EDEADLK", "dmirror: a blockable invalidation waits for the mutex this thread holds", { arg: "dmirror" });
-    }
-    this.#lock();
+    if (range.event === "migrate" && range.owner === this.device) return true; // its own migration
+    if (!range.blockable) {
+      if (!this.mutex.trylock("dmirror_interval_invalidate")) return false;
+    } else this.mutex.lock("dmirror_interval_invalidate");
     try {
       mmuIntervalSetSeq(sub, curSeq);
       this.#doUpdate(range);
@@ -161,6 +169,13 @@ export class Dmirror {
       case HMM_DMIRROR_SNAPSHOT:
         this.#snapshot(first, c, out);
         break;
+      case HMM_DMIRROR_MIGRATE_TO_DEV:
+        dmirrorMigrateToDevice(this, first, c.npages, out);
+        this.#readBack(first, c, out);
+        break;
+      case HMM_DMIRROR_MIGRATE_TO_SYS:
+        out.cpages = dmirrorMigrateToSystem(this, first, c.npages);
+        break;
       default:
         throw new DmaError("EINVAL", `dmirror: command ${cmd} is not supported`, { arg: "cmd" });
     }
@@ -169,6 +184,24 @@ export class Dmirror {
   }
 
   /** The user buffer of @c, @per bytes a page (copy_to_user / copy_from_user fail: EFAULT). */
+  /**
+   * After MIGRATE_TO_DEV: read the range back through the device page table (dmirror_do_read
+   * under the mutex): ENOENT if any page did not move; cpages = pages read.
+   */
+  #readBack(first: number, c: HmmDmirrorCmd, out: { cpages: number; faults: number }): void {
+    const user = this.#buffer(c);
+    const k = this.process.kernel;
+    out.cpages = 0;
+    this.mutex.with("dmirror_do_read", () => {
+      for (let v = first; v < first + c.npages; v++) {
+        const e = this.pt.get(v);
+        if (!e) throw new DmaError("ENOENT", `dmirror: 0x${(v * 4096).toString(16)} did not migrate to the device`, { arg: "cmd.addr" });
+        user.set(framePageBytes(k, e.pfn), out.cpages * 4096);
+        out.cpages++;
+      }
+    });
+  }
+
   #buffer(c: HmmDmirrorCmd, per = 4096): Uint8Array {
     if (!(c.ptr instanceof Uint8Array) || c.ptr.length < c.npages * per) {
       throw new DmaError("EFAULT", `dmirror: cmd.ptr must hold ${c.npages * per} bytes`, { arg: "cmd.ptr" });
@@ -240,7 +273,7 @@ export class Dmirror {
       const next = Math.min(end, v + BATCH);
       const range: HmmRange = {
         notifier: this.notifier, notifierSeq: 0, start: addressOf(v), end: addressOf(next), hmmPfns: pfns,
-        defaultFlags: HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0n), pfnFlagsMask: 0n, devPrivateOwner: this,
+        defaultFlags: HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0n), pfnFlagsMask: 0n, devPrivateOwner: this.device,
       };
       this.#rangeFault(range, () => this.#doFault(range, v, next));
     }
@@ -299,7 +332,7 @@ export class Dmirror {
       // A notifier on exactly this batch for the duration (dmirror_range_snapshot).
       const notifier = mmuIntervalNotifierInsert(p.mm, addressOf(v), n * 4096, {
         invalidate: (sub, r, cur) => {
-          if (this.#locked && !r.blockable) return false;
+          if (this.mutex.isLocked && !r.blockable) return false;
           mmuIntervalSetSeq(sub, cur);
           return true;
         },
@@ -307,7 +340,7 @@ export class Dmirror {
       try {
         const range: HmmRange = {
           notifier, notifierSeq: 0, start: addressOf(v), end: addressOf(next), hmmPfns: pfns,
-          defaultFlags: 0n, pfnFlagsMask: 0n, devPrivateOwner: this,
+          defaultFlags: 0n, pfnFlagsMask: 0n, devPrivateOwner: this.device,
         };
         this.#rangeFault(range, () => {
           for (let i = 0; i < n; i++) user[v - first + i] = this.#mkentry(pfns[i]!);
@@ -323,7 +356,12 @@ export class Dmirror {
   #mkentry(e: bigint): number {
     if (e & HMM_PFN_ERROR) return HMM_DMIRROR_PROT_ERROR;
     if (!(e & HMM_PFN_VALID)) return HMM_DMIRROR_PROT_NONE;
-    let perm = hmmPfnToPfn(e) === this.process.kernel.zeroPfn ? HMM_DMIRROR_PROT_ZERO : HMM_DMIRROR_PROT_NONE;
+    const pfn = hmmPfnToPfn(e);
+    const k = this.process.kernel;
+    const pgmap = pagemapOf(k, pfn);
+    let perm = pgmap
+      ? pgmap.owner === this.device ? HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL : HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE
+      : pfn === k.zeroPfn ? HMM_DMIRROR_PROT_ZERO : HMM_DMIRROR_PROT_NONE;
     perm |= e & HMM_PFN_WRITE ? HMM_DMIRROR_PROT_WRITE : HMM_DMIRROR_PROT_READ;
     const order = hmmPfnToMapOrder(e);
     if (order === 9) perm |= HMM_DMIRROR_PROT_PMD;

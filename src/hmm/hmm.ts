@@ -26,6 +26,7 @@ import { handleMmFaultLocked } from "../mm/fault.js";
 import type { MmStruct } from "../mm/mm.js";
 import { VM_IO, VM_PFNMAP, VM_READ, VM_WRITE } from "../mm/vma.js";
 import { type MmuIntervalNotifier, mmuIntervalCheckRetry } from "../notifier/interval.js";
+import { pagemapOf } from "./memremap.js";
 
 export const HMM_PFN_VALID = 1n << 63n;
 export const HMM_PFN_WRITE = 1n << 62n;
@@ -186,6 +187,14 @@ function walkVma(mm: MmStruct, range: HmmRange, first: number, at: number, end: 
         special = level === 1 && (lo & SPECIAL) !== 0 && pfn !== zero;
         // PROT_NONE (the emulator's: no US bit) reads as not valid, as pte_protnone does.
         if (lo & US && !special) cpu = HMM_PFN_VALID | (lo & RW && pfn !== zero ? HMM_PFN_WRITE : 0n);
+      } else if (level === 1 && ((lo >>> X.SWP_KIND_SHIFT) & X.SWP_KIND_MASK) === X.SWP_DEVICE_PRIVATE) {
+        // A device-private page: reported to its owner, faulted back (migrated) for anyone else.
+        const page = (hi & 0xfffff) * 2 ** 20 + (lo >>> 12);
+        if (pagemapOf(k, page)?.owner === range.devPrivateOwner && range.devPrivateOwner !== null) {
+          // Reported as it is, never faulted (even for a write request on a read-only entry).
+          out[v - first] = BigInt(page) | HMM_PFN_VALID | (lo & X.SWP_WRITE ? HMM_PFN_WRITE : 0n);
+          continue;
+        }
       }
       const req = snapshotOnly ? 0n : request(range, v - first);
       const need = needFault(req, cpu);

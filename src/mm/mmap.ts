@@ -17,6 +17,8 @@ import {
   VM_PFNMAP, VM_READ, VM_SHARED, VM_WRITE, Vma, type VmaKind,
 } from "./vma.js";
 import { withInvalidation } from "../notifier/mmu-notifier.js";
+import { devicePagePut, pagemapOf } from "../hmm/memremap.js";
+import { swpKind, swpOffset } from "./swap.js";
 
 export interface MmapRequest {
   /** Hint or fixed address, in pages. */
@@ -148,7 +150,22 @@ export function zapVmaRange(mm: MmStruct, v: Vma, start: number, end: number, ou
     if (v.file?.kind === "shmem") mm.rss.shmem -= file;
     else mm.rss.file -= file;
     mm.rss.swap -= c.reg32(H.REG_SWAP);
-    if (records) k.trace.count("mm.zap_foreign_entries", records);
+    for (let i = 0; i < records; i++) {
+      // A non-present entry the core left to the host: a device-private page loses this
+      // mapping (its rmap and reference; the anonymous page it stands for leaves the RSS).
+      const at = c.ring + H.RING_ENTRY0 + i * H.RENT_SIZE;
+      const pte = (BigInt(c.u32[(at + H.LEAF_PTE + 4) >>> 2]!) << 32n) | BigInt(c.u32[(at + H.LEAF_PTE) >>> 2]!);
+      if (swpKind(pte) !== X.SWP_DEVICE_PRIVATE) {
+        k.trace.count("mm.zap_foreign_entries");
+        continue;
+      }
+      const page = swpOffset(pte);
+      if (pagemapOf(k, page) === null) continue;
+      k.mapcount(page, -1);
+      mm.rss.anon--;
+      out.anon++;
+      devicePagePut(k, page);
+    }
     // One store per entry cleared (zap_pte_range); a huge leaf is one entry for 512 pages.
     k.clock.advance(c.regF64(H.REG_PAGES) * k.costs.pteWrite.ns);
     const resume = c.regF64(H.REG_RESUME);

@@ -22,6 +22,7 @@ import { anonVmaPrepare, handleMmFaultLocked, mkPte, pteBits } from "./fault.js"
 import type { Kernel } from "./kernel.js";
 import type { MmStruct } from "./mm.js";
 import type { Vma } from "./vma.js";
+import { pagemapOf } from "../hmm/memremap.js";
 
 /** The kind (SWP_*) of a non-present entry, 0 if foreign. */
 export function swpKind(pte: bigint): number {
@@ -41,9 +42,18 @@ export function mkSwapEntry(slot: number, exclusive: boolean): bigint {
 /**
  * doSwapPage - bring a swapped-out page back: a new page with the slot's bytes, mapped
  * writable only if the entry was exclusive and this is its only reference; the slot loses
- * this entry's reference. Migration and device-private entries are not swap: SIGBUS here.
+ * this entry's reference. A device-private entry goes to its owner's migrateToRam; a
+ * migration entry is not swap: SIGBUS here.
  */
 export function doSwapPage(k: Kernel, mm: MmStruct, vma: Vma, vpn: number, pte: bigint, f: FaultFlags): FaultResult {
+  if (swpKind(pte) === X.SWP_DEVICE_PRIVATE) {
+    // The page lives on a device: its owner migrates it back (pgmap->ops->migrate_to_ram).
+    const page = swpOffset(pte);
+    const pgmap = pagemapOf(k, page);
+    if (!pgmap) return "SIGBUS";
+    k.trace.count("mm.fault.device_private");
+    return pgmap.ops.migrateToRam({ mm, vma, vpn, page, write: !!f.write });
+  }
   if (swpKind(pte) !== X.SWP_SWAP) return "SIGBUS";
   const slot = swpOffset(pte);
   const only = k.check(k.core.x.swapCount(slot), "swapCount") === 1;

@@ -1,0 +1,117 @@
+/**
+ * Device-private memory (mm/memremap.c, MEMORY_DEVICE_PRIVATE): memory on a device that the
+ * CPU cannot address but that has struct pages, so a process's page can live there. The CPU
+ * page table then holds a device-private entry (a non-present swap entry naming the device
+ * page); a CPU access to it faults, and the owner's migrateToRam brings the page back.
+ *
+ * - memremapPages(kernel, {owner, ops, nrPages}) takes frames from the machine's
+ *   DEVICE_PRIVATE zone (memory.devicePrivate) for one device: struct dev_pagemap.
+ * - A device page idles at refcount 1 (the pagemap's own reference, as before Linux 5.17);
+ *   zoneDevicePageInit takes it for a migration (refcount 2); each put that brings it back
+ *   to 1 hands it to ops.pageFree, where the driver puts it on its free list.
+ * @module
+ */
+import * as F from "../abi/frame.js";
+import { DmaError } from "../errors.js";
+import type { FaultResult } from "../mm/fault.js";
+import type { Kernel } from "../mm/kernel.js";
+import type { MmStruct } from "../mm/mm.js";
+import type { Vma } from "../mm/vma.js";
+
+/** struct vm_fault, as migrate_to_ram sees it. */
+export interface VmFault {
+  mm: MmStruct;
+  vma: Vma;
+  /** The faulting page (page number). */
+  vpn: number;
+  /** The device page the entry names. */
+  page: number;
+  write: boolean;
+}
+
+/** struct dev_pagemap_ops. */
+export interface DevPagemapOps {
+  /** The page's last user let go: back to the driver's free list. */
+  pageFree(pfn: number): void;
+  /** A CPU fault on a device-private entry: migrate the page back; "ok" or the signal. */
+  migrateToRam(vmf: VmFault): FaultResult;
+}
+
+/** struct dev_pagemap of type MEMORY_DEVICE_PRIVATE. */
+export class DevPagemap {
+  readonly kernel: Kernel;
+  readonly owner: unknown;
+  readonly ops: DevPagemapOps;
+  /** The device's frames. */
+  readonly pfns: number[];
+
+  constructor(k: Kernel, owner: unknown, ops: DevPagemapOps, pfns: number[]) {
+    this.kernel = k;
+    this.owner = owner;
+    this.ops = ops;
+    this.pfns = pfns;
+  }
+}
+
+const pagemaps = new WeakMap<Kernel, Map<number, DevPagemap>>();
+
+function registry(k: Kernel): Map<number, DevPagemap> {
+  let m = pagemaps.get(k);
+  if (!m) pagemaps.set(k, (m = new Map()));
+  return m;
+}
+
+/**
+ * memremapPages - memremap_pages for MEMORY_DEVICE_PRIVATE: @nrPages frames of the
+ * DEVICE_PRIVATE zone for @owner's device. ENOMEM when the zone has too few free, EINVAL
+ * without one.
+ */
+export function memremapPages(k: Kernel, o: { owner: unknown; ops: DevPagemapOps; nrPages: number }): DevPagemap {
+  if (!Number.isSafeInteger(o.nrPages) || o.nrPages <= 0) throw new DmaError("EINVAL", `memremapPages: nrPages ${o.nrPages}`, { arg: "nrPages" });
+  if (!k.phys.zones().some((z) => z.name === "DEVICE_PRIVATE")) {
+    throw new DmaError("EINVAL", "memremapPages: the machine has no device-private memory (set memory.devicePrivate)", { arg: "kernel" });
+  }
+  if (k.phys.nrFreePages("DEVICE_PRIVATE") < o.nrPages) {
+    throw new DmaError("ENOMEM", `memremapPages: device-private memory has fewer than ${o.nrPages} free pages`, { arg: "nrPages" });
+  }
+  const pfns: number[] = [];
+  for (let i = 0; i < o.nrPages; i++) pfns.push(k.phys.allocPages(0, { zone: "DEVICE_PRIVATE" }));
+  const pgmap = new DevPagemap(k, o.owner, o.ops, pfns);
+  const reg = registry(k);
+  for (const pfn of pfns) reg.set(pfn, pgmap);
+  return pgmap;
+}
+
+/** The pagemap of device page @pfn, or null (page->pgmap for is_device_private_page). */
+export function pagemapOf(k: Kernel, pfn: number): DevPagemap | null {
+  return pagemaps.get(k)?.get(pfn) ?? null;
+}
+
+/** isDevicePrivatePage - is_device_private_page. */
+export function isDevicePrivatePage(k: Kernel, pfn: number): boolean {
+  return pagemapOf(k, pfn) !== null;
+}
+
+/** zoneDevicePageInit - take a free device page for use (refcount 1 -> 2). */
+export function zoneDevicePageInit(k: Kernel, pfn: number): void {
+  if (!isDevicePrivatePage(k, pfn)) throw new DmaError("EINVAL", `zoneDevicePageInit: frame ${pfn} is not device-private`, { arg: "pfn" });
+  if (k.refcountOf(pfn) !== 1) throw new DmaError("EBUSY", `zoneDevicePageInit: device page ${pfn} is in use`, { arg: "pfn" });
+  k.folioRef(pfn, 1);
+}
+
+/** Get a reference on device page @pfn (a mapping takes one). */
+export function devicePageGet(k: Kernel, pfn: number): void {
+  k.folioRef(pfn, 1);
+}
+
+/** put_page of a device page: when only the pagemap's reference is left, ops.pageFree. */
+export function devicePagePut(k: Kernel, pfn: number): void {
+  const pgmap = pagemapOf(k, pfn);
+  if (!pgmap) throw new DmaError("EINVAL", `devicePagePut: frame ${pfn} is not device-private`, { arg: "pfn" });
+  if (k.folioRef(pfn, -1) === 1) {
+    // A free device page carries no state.
+    k.pageFlags(pfn, 0, F.PG_anon | F.PG_anon_exclusive | F.PG_swapbacked | F.PG_dirty | F.PG_referenced | F.PG_uptodate);
+    k.setMapping(pfn, 0, 0);
+    pgmap.ops.pageFree(pfn);
+  }
+}
