@@ -7,6 +7,7 @@
  * @module
  */
 import type { MmStruct } from "./mm.js";
+import { mmuNotifierArchInvalidateSecondaryTlbs } from "../notifier/mmu-notifier.js";
 
 /** tlb_single_page_flush_ceiling. */
 export const TLB_FLUSH_CEILING = 33;
@@ -42,6 +43,8 @@ export function flushTlbMmRange(mm: MmStruct, start: number, end: number, local 
   k.trace.emit("mm.shootdown", { pcid: mm.pcid, start: start * 4096, pages, cpus: mm.cpumask.size, remote, dropped }, ts, ns);
   k.trace.count("mm.shootdowns");
   if (remote) k.trace.count("mm.shootdown_ipis", remote);
+  // arch_tlbbatch / flush_tlb_mm_range: the secondary TLBs (an IOMMU's for SVA) too.
+  mmuNotifierArchInvalidateSecondaryTlbs(mm, start, end);
   return { cpus: mm.cpumask.size, dropped, ns };
 }
 

@@ -43,6 +43,7 @@ import { flushTlbMmRange } from "./tlbflush.js";
 import { VM_LOCKED } from "./vma.js";
 import { folioMaybeDmaPinned, writebackPage } from "./writeback.js";
 import { withInvalidation } from "../notifier/mmu-notifier.js";
+import { mmuNotifierClearFlushYoung } from "../notifier/mmu-notifier.js";
 
 /** Pages isolated and shrunk per batch (SWAP_CLUSTER_MAX). */
 export const SWAP_CLUSTER_MAX = 32;
@@ -129,11 +130,15 @@ function onList(k: Kernel, pfn: number, anon: boolean): boolean {
 
 /**
  * folioReferenced - whether page @pfn was used since the last scan: PG_referenced, or the A
- * bit of any of @hits. Clears them all, without a TLB flush (x86 ptep_clear_flush_young).
+ * bit of any of @hits, or a secondary MMU's (mmu notifiers' clearFlushYoung). Clears them
+ * all, without a TLB flush (x86 ptep_clear_flush_young).
  */
 export function folioReferenced(k: Kernel, pfn: number, hits: RmapHit[]): boolean {
   let referenced = (k.pageFlags(pfn, 0, F.PG_referenced) & F.PG_referenced) !== 0;
   for (const hit of hits) {
+    // ptep_clear_flush_young_notify: the secondary MMUs' accessed bits count too.
+    const span = hit.level === 2 ? 512 : 1;
+    if (mmuNotifierClearFlushYoung(hit.mm, hit.vpn, hit.vpn + span)) referenced = true;
     if (!(hit.pte & A)) continue;
     const pte = hit.pte & ~A;
     k.check(k.core.x.ptepSet(hit.mm.pgd.pfn, hit.vpn, hit.level, Number(pte & 0xffffffffn), Number(pte >> 32n)), "folio_referenced");

@@ -186,3 +186,30 @@ describe("registration", () => {
     expect(() => mmuNotifierRegister(p.mm, {})).toThrow(/EINVAL.*exited/);
   });
 });
+
+describe("secondary MMUs", () => {
+  it("invalidateSecondaryTlbs runs with each TLB flush of the mm (an IOMMU sharing the page table)", async () => {
+    const { p, a } = await setup();
+    const flushed: [number, number][] = [];
+    mmuNotifierRegister(p.mm, { invalidateSecondaryTlbs: (_s, _mm, s, e) => void flushed.push([Number(s), Number(e)]) });
+    p.munmap(a, 2 * PAGE);
+    expect(flushed).toContainEqual([a, a + 2 * PAGE]);
+  });
+
+  it("clearFlushYoung: a page the device used counts as referenced, so reclaim keeps it for another round", async () => {
+    for (const deviceUsed of [false, true]) {
+      const m = await mmMachine({ mm: { thp: "never" } });
+      const p = m.spawn();
+      const a = mmap(p, { length: PAGE });
+      p.touch(a, PAGE, "w");
+      const pfn = pfnAt(p, a);
+      const asked: number[] = [];
+      mmuNotifierRegister(p.mm, { clearFlushYoung: (_s, _mm, s) => (asked.push(Number(s)), deviceUsed) });
+      const { folioReferenced } = await import("../../src/mm/vmscan.js");
+      const { rmapWalk } = await import("../../src/mm/rmap.js");
+      folioReferenced(m.kernel, pfn, rmapWalk(m.kernel, pfn)); // the first look clears the CPU's A bit
+      expect(folioReferenced(m.kernel, pfn, rmapWalk(m.kernel, pfn))).toBe(deviceUsed);
+      expect(asked).toContain(a);
+    }
+  });
+});
