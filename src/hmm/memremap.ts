@@ -82,6 +82,11 @@ export function memremapPages(k: Kernel, o: { owner: unknown; ops: DevPagemapOps
   return pgmap;
 }
 
+/** Whether any device-private memory was handed out on @k's machine. */
+export function hasDevicePrivate(k: Kernel): boolean {
+  return (pagemaps.get(k)?.size ?? 0) > 0;
+}
+
 /** The pagemap of device page @pfn, or null (page->pgmap for is_device_private_page). */
 export function pagemapOf(k: Kernel, pfn: number): DevPagemap | null {
   return pagemaps.get(k)?.get(pfn) ?? null;

@@ -9,11 +9,14 @@
  */
 import * as F from "../abi/frame.js";
 import * as H from "../abi/header.js";
+import * as X from "../abi/x86.js";
+import type { Kernel } from "./kernel.js";
 import type { MmStruct } from "./mm.js";
 import { flushTlbMm } from "./tlbflush.js";
 import { vmaLink } from "./vma-ops.js";
-import { VM_LOCKED } from "./vma.js";
+import { VM_LOCKED, type Vma } from "./vma.js";
 import { withInvalidation } from "../notifier/mmu-notifier.js";
+import { devicePageGet, hasDevicePrivate, pagemapOf } from "../hmm/memremap.js";
 
 export interface ForkStats {
   anon: number;
@@ -50,6 +53,7 @@ export function dupMmap(parent: MmStruct, child: MmStruct, local = -1): ForkStat
         k.check(c.x.copyPageRange(parent.pgd.pfn, child.pgd.pfn, v.start, v.pages, flags, cv.anonVma?.id ?? 0, k.userZones), "fork");
       if (v.isCow) withInvalidation(parent, "protection_page", v.start, v.end, copy);
       else copy();
+      if (hasDevicePrivate(k)) dupDevicePrivate(k, parent, child, v);
       const anon = c.reg32(H.REG_ANON);
       const file = c.reg32(H.REG_FILE);
       stats.anon += anon;
@@ -79,4 +83,38 @@ export function dupMmap(parent: MmStruct, child: MmStruct, local = -1): ForkStat
   flushTlbMm(parent, local);
   k.trace.count("mm.fork_pages_copied", stats.copied);
   return stats;
+}
+
+/**
+ * copy_nonpresent_pte for device-private entries (the core copies them as they are): the
+ * child's entry takes a reference and a mapping of the device page, which is no longer
+ * exclusive; in a COW mapping a writable entry becomes read-only in both, so the first write
+ * on either side migrates the page back and breaks COW there.
+ */
+function dupDevicePrivate(k: Kernel, parent: MmStruct, child: MmStruct, v: Vma): void {
+  const c = k.core;
+  const max = c.x.ptepRangeMax();
+  for (let at = v.start; at < v.end; at += max) {
+    const n = Math.min(max, v.end - at);
+    k.check(c.x.ptepRange(child.pgd.pfn, at, n), "fork");
+    const hits: [number, number, number][] = [];
+    const base = (c.ring + H.RING_ENTRY0) >>> 2;
+    for (let i = 0; i < n; i++) {
+      const lo = c.u32[base + 3 * i]!;
+      if (lo & X.PTE_P || c.u32[base + 3 * i + 2] !== 1 || ((lo >>> X.SWP_KIND_SHIFT) & X.SWP_KIND_MASK) !== X.SWP_DEVICE_PRIVATE) continue;
+      hits.push([at + i, lo, c.u32[base + 3 * i + 1]!]);
+    }
+    for (const [vpn, lo, hi] of hits) {
+      const page = (hi & 0xfffff) * 2 ** 20 + (lo >>> 12);
+      if (!pagemapOf(k, page)) continue;
+      devicePageGet(k, page);
+      k.mapcount(page, 1);
+      k.pageFlags(page, 0, F.PG_anon_exclusive);
+      child.rss.anon++;
+      if (v.isCow && lo & X.SWP_WRITE) {
+        const ro = (lo & ~X.SWP_WRITE) >>> 0;
+        for (const mm of [parent, child]) k.check(c.x.ptepSet(mm.pgd.pfn, vpn, 1, ro, hi), "fork");
+      }
+    }
+  }
 }

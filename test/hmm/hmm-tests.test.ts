@@ -4,8 +4,7 @@
  * ints, ptr[i] = i) and assertions on what the device read and counted.
  *
  * Not ported yet, as what they need is not built: migrate_release (RELEASE: evicting a
- * device's memory), exclusive* (make_device_exclusive), hmm_cow_in_device (fork of
- * device-private entries); mixedmap (mmap of the device file); anon_write_hugetlbfs and
+ * device's memory), exclusive* (make_device_exclusive); mixedmap (mmap of the device file); anon_write_hugetlbfs and
  * compound (hugetlbfs); anon_teardown (a second thread unmapping during the read); the
  * device-coherent variants (MEMORY_DEVICE_COHERENT).
  */
@@ -221,6 +220,10 @@ describe("hmm-tests.c against dmirror: device-private memory", () => {
     expect(c.cpages).toBe(NPAGES);
     expect(holds(c.ptr, (i) => i)).toBe(true);
     expect(leaf(p, a).present).toBe(false); // a device-private entry now
+    const rss = p.mm.rss.anon;
+    p.munmap(a, SIZE); // the zap lets go of the device pages: back on the device's free list
+    expect(fd.device.stats.freed).toBe(NPAGES);
+    expect(rss - p.mm.rss.anon).toBe(NPAGES);
   });
 
   it("migrate_fault: the CPU reads half back (a fault per page migrates it), then all of it moves again", async () => {
@@ -321,6 +324,27 @@ describe("hmm-tests.c against dmirror: device-private memory", () => {
     fd.ioctl(HMM_DMIRROR_READ, c);
     expect([c.cpages, c.faults]).toEqual([6, 1]);
     expect(holds(c.ptr, (i) => i)).toBe(true);
+  });
+
+  it("hmm_cow_in_device: fork shares the device pages read-only; each side's access brings its own copy back; then the device pages are free", async () => {
+    const { p, fd } = await devSetup();
+    const a = mmap(p, { length: 4 * PAGE });
+    p.write(a, pattern(4 * 1024, (i) => i));
+    const c = cmd(a, 4);
+    fd.ioctl(HMM_DMIRROR_MIGRATE_TO_DEV, c);
+    expect(c.cpages).toBe(4);
+    const child = p.fork();
+    p.write(a, pattern(4 * 1024, (i) => -i)); // the parent writes: each page faults back to system memory
+    expect(fd.device.stats.faults).toBe(4);
+    expect(fd.device.stats.freed).toBe(0); // the child still maps the device pages
+    expect(holds(child.read(a, 4 * PAGE), (i) => i)).toBe(true); // its own copies, migrated back too
+    expect(fd.device.stats.freed).toBe(4);
+    child.exit(); // the child is killed
+    const snap = cmd(a, 4, new Uint8Array(4));
+    fd.ioctl(HMM_DMIRROR_SNAPSHOT, snap);
+    expect(snap.cpages).toBe(4);
+    expect([...snap.ptr]).toEqual([1, 2, 3, 4].map(() => HMM_DMIRROR_PROT_WRITE));
+    expect(holds(p.read(a, 4 * PAGE), (i) => -i)).toBe(true);
   });
 
   it("hmm_gup_test: GUP of device pages faults them back to system memory; the data survives", async () => {
