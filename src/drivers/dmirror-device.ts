@@ -12,7 +12,7 @@
 import { DmaError } from "../errors.js";
 import type { FaultResult } from "../mm/fault.js";
 import type { Kernel } from "../mm/kernel.js";
-import { type VmFault, memremapPages, zoneDevicePageInit } from "../hmm/memremap.js";
+import { type DevPagemap, type VmFault, memremapPages, memunmapPages, zoneDevicePageInit } from "../hmm/memremap.js";
 import type { Dmirror } from "./dmirror.js";
 
 /** DEVMEM_CHUNK_SIZE in pages. */
@@ -24,6 +24,7 @@ export class DmirrorDevice {
   readonly kernel: Kernel;
   readonly index: number;
   readonly #free: number[] = [];
+  readonly #pgmaps: DevPagemap[] = [];
   /** zone_device_data of each device page in use: the Dmirror that holds it. */
   readonly users = new Map<number, Dmirror>();
   /** Device pages handed out, and calls of migrateToRam. */
@@ -73,8 +74,24 @@ export class DmirrorDevice {
         },
       },
     });
-    this.#free.push(...pgmap.pfns.reverse());
+    this.#pgmaps.push(pgmap);
+    this.#free.push(...[...pgmap.pfns].reverse());
     return true;
+  }
+
+  /**
+   * release - dmirror_device_remove_chunks (HMM_DMIRROR_RELEASE): every chunk goes; pages in
+   * use are evicted to system memory first. Returns the pages evicted.
+   */
+  release(): number {
+    let evicted = 0;
+    for (const pgmap of this.#pgmaps.splice(0)) {
+      evicted += memunmapPages(pgmap);
+      const gone = new Set(pgmap.pfns);
+      const keep = this.#free.filter((p) => !gone.has(p));
+      this.#free.splice(0, this.#free.length, ...keep);
+    }
+    return evicted;
   }
 
   /** Free device pages (on the free list). */

@@ -176,6 +176,9 @@ export class Dmirror {
       case HMM_DMIRROR_MIGRATE_TO_SYS:
         out.cpages = dmirrorMigrateToSystem(this, first, c.npages);
         break;
+      case HMM_DMIRROR_RELEASE:
+        this.device.release();
+        break;
       default:
         throw new DmaError("EINVAL", `dmirror: command ${cmd} is not supported`, { arg: "cmd" });
     }

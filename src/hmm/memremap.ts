@@ -12,7 +12,13 @@
  * @module
  */
 import * as F from "../abi/frame.js";
+import * as X from "../abi/x86.js";
 import { DmaError } from "../errors.js";
+import { mkPte, pteBits } from "../mm/fault.js";
+import { framePageBytes, frameWrite } from "../mm/filemap.js";
+import { candidates, pageMappingIndex } from "../mm/rmap.js";
+import { swpKind, swpOffset } from "../mm/swap.js";
+import { withInvalidation } from "../notifier/mmu-notifier.js";
 import type { FaultResult } from "../mm/fault.js";
 import type { Kernel } from "../mm/kernel.js";
 import type { MmStruct } from "../mm/mm.js";
@@ -119,4 +125,66 @@ export function devicePagePut(k: Kernel, pfn: number): void {
     k.setMapping(pfn, 0, 0);
     pgmap.ops.pageFree(pfn);
   }
+}
+
+/** Where device page @pfn is mapped: the device entries (of kind @kind) naming it. */
+export function rmapWalkDevice(k: Kernel, pfn: number, kind = X.SWP_DEVICE_PRIVATE): { mm: MmStruct; vma: Vma; vpn: number; entry: bigint }[] {
+  const out: { mm: MmStruct; vma: Vma; vpn: number; entry: bigint }[] = [];
+  const { vmas, index } = candidates(k, pfn);
+  for (const vma of vmas) {
+    if (vma.mm.dead) continue;
+    const vpn = vma.vpnOf(index);
+    if (vpn < 0) continue;
+    const g = vma.mm.pgd.ptepGetVpn(vpn);
+    if (g.level !== 1 || g.pte & 1n || swpKind(g.pte) !== kind || swpOffset(g.pte) !== pfn) continue;
+    out.push({ mm: vma.mm, vma, vpn, entry: g.pte });
+  }
+  return out;
+}
+
+/**
+ * memunmapPages - memunmap_pages: the device's memory goes away. Every page still in use is
+ * first evicted to system memory (migrate_device_range: its mappings, each with a CLEAR
+ * invalidation, map a new page holding its bytes), then the frames go back to the zone.
+ * Returns the pages evicted.
+ */
+export function memunmapPages(pgmap: DevPagemap): number {
+  const k = pgmap.kernel;
+  let evicted = 0;
+  for (const pfn of pgmap.pfns) {
+    if (k.refcountOf(pfn) > 1) {
+      evictDevicePage(k, pfn);
+      evicted++;
+    }
+  }
+  const reg = registry(k);
+  for (const pfn of pgmap.pfns) {
+    reg.delete(pfn);
+    k.folioRef(pfn, -1); // the pagemap's own reference: the frame returns to its zone
+  }
+  return evicted;
+}
+
+/** Move device page @pfn's bytes to a new system page that all its mappings then map. */
+function evictDevicePage(k: Kernel, pfn: number): void {
+  const maps = rmapWalkDevice(k, pfn);
+  const page = k.allocUserFolio(0);
+  frameWrite(k, page, 0, framePageBytes(k, pfn));
+  k.clock.advance(k.costs.pageCopy.ns);
+  const { mapping, index } = pageMappingIndex(k, pfn);
+  k.setMapping(page, mapping, index);
+  k.pageFlags(page, k.flagsOf(pfn) & (F.PG_anon | F.PG_anon_exclusive | F.PG_swapbacked | F.PG_uptodate | F.PG_dirty), 0);
+  maps.forEach((m, i) => {
+    const write = (m.entry & BigInt(X.SWP_WRITE)) !== 0n;
+    withInvalidation(m.mm, "clear", m.vpn, m.vpn + 1, () => {
+      const pte = mkPte(page, pteBits(m.vma, write, write));
+      k.check(k.core.x.ptepSet(m.mm.pgd.pfn, m.vpn, 1, Number(pte & 0xffffffffn), Number(pte >> 32n)), "migrate_device_range");
+    });
+    k.mapcount(page, 1);
+    if (i > 0) k.folioRef(page, 1); // the allocation's reference serves the first mapping
+    k.mapcount(pfn, -1);
+    devicePagePut(k, pfn);
+  });
+  if (!maps.length) k.folioRef(page, -1); // in use but mapped nowhere (a driver's own reference)
+  else k.lruAdd(page, true);
 }

@@ -35,7 +35,7 @@ export function pageMappingIndex(k: Kernel, pfn: number): { mapping: number; ind
 }
 
 /** The VMAs that may map page @pfn. */
-function candidates(k: Kernel, pfn: number): { vmas: Iterable<Vma>; index: number } {
+export function candidates(k: Kernel, pfn: number): { vmas: Iterable<Vma>; index: number } {
   const { mapping, index, anon } = pageMappingIndex(k, pfn);
   if (anon) return { vmas: k.anonVmas.get(mapping)?.vmas ?? [], index };
   return { vmas: k.inodes.get(mapping)?.mmaps ?? [], index };

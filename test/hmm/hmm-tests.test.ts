@@ -3,14 +3,13 @@
  * (src/drivers/dmirror.ts): each test keeps the kernel test's name, buffer (1024 pages of
  * ints, ptr[i] = i) and assertions on what the device read and counted.
  *
- * Not ported yet, as what they need is not built: migrate_release (RELEASE: evicting a
- * device's memory), exclusive* (make_device_exclusive); mixedmap (mmap of the device file); anon_write_hugetlbfs and
+ * Not ported yet, as what they need is not built: exclusive* (make_device_exclusive); mixedmap (mmap of the device file); anon_write_hugetlbfs and
  * compound (hugetlbfs); anon_teardown (a second thread unmapping during the read); the
  * device-coherent variants (MEMORY_DEVICE_COHERENT).
  */
 import { describe, expect, it } from "vitest";
 import {
-  Dmirror, HMM_DMIRROR_MIGRATE_TO_DEV, HMM_DMIRROR_MIGRATE_TO_SYS, HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL, HMM_DMIRROR_PROT_ERROR,
+  Dmirror, HMM_DMIRROR_MIGRATE_TO_DEV, HMM_DMIRROR_MIGRATE_TO_SYS, HMM_DMIRROR_RELEASE, HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL, HMM_DMIRROR_PROT_ERROR,
   HMM_DMIRROR_PROT_NONE, HMM_DMIRROR_PROT_PMD, HMM_DMIRROR_PROT_READ, HMM_DMIRROR_PROT_WRITE, HMM_DMIRROR_PROT_ZERO,
   HMM_DMIRROR_READ, HMM_DMIRROR_SNAPSHOT, HMM_DMIRROR_WRITE, type HmmDmirrorCmd,
 } from "../../src/drivers/dmirror.js";
@@ -240,6 +239,24 @@ describe("hmm-tests.c against dmirror: device-private memory", () => {
     fd.ioctl(HMM_DMIRROR_MIGRATE_TO_DEV, again);
     expect(again.cpages).toBe(NPAGES);
     expect(holds(again.ptr, (i) => i)).toBe(true);
+  });
+
+  it("migrate_release: the device's memory goes away; what was on it is back in system memory", async () => {
+    const { p, fd } = await devSetup();
+    const a = mmap(p, { length: SIZE });
+    p.write(a, pattern(SIZE / 4, (i) => i));
+    const c = cmd(a, NPAGES);
+    fd.ioctl(HMM_DMIRROR_MIGRATE_TO_DEV, c);
+    expect(c.cpages).toBe(NPAGES);
+    const free0 = p.kernel.phys.nrFreePages("DEVICE_PRIVATE");
+    fd.ioctl(HMM_DMIRROR_RELEASE, cmd(a, NPAGES));
+    expect(leaf(p, a).present).toBe(true);
+    expect(holds(p.read(a, SIZE / 2), (i) => i)).toBe(true);
+    expect(fd.device.stats.faults).toBe(0); // nothing faulted: the pages were already back
+    expect(p.kernel.phys.nrFreePages("DEVICE_PRIVATE") - free0).toBe(NPAGES); // the chunk's frames returned to the zone
+    const again = cmd(a, NPAGES);
+    fd.ioctl(HMM_DMIRROR_MIGRATE_TO_DEV, again); // a new chunk
+    expect(again.cpages).toBe(NPAGES);
   });
 
   it("migrate_shared: shared anonymous memory does not move (ENOENT)", async () => {
