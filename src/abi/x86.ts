@@ -38,6 +38,7 @@ export const SWP_KIND_MASK = 0xf;
 export const SWP_SWAP = 1; // a swapped-out page: offset = swap slot
 export const SWP_MIGRATION = 2; // a page under migration: offset = the old pfn
 export const SWP_DEVICE_PRIVATE = 3; // device-private memory: offset = the device pfn
+export const SWP_DEVICE_EXCLUSIVE = 4; // a page a device holds for atomic access: offset = the pfn
 export const SWP_WRITE = 1 << 5; // migration / device entries: the mapping was writable
 export const SWP_EXCLUSIVE = 1 << 6; // pte_swp_exclusive: the anon page was exclusive
 

@@ -22,6 +22,7 @@ import {
   HMM_PFN_ERROR, HMM_PFN_REQ_FAULT, HMM_PFN_REQ_WRITE, HMM_PFN_VALID, HMM_PFN_WRITE, HMM_RANGE_DEFAULT_TIMEOUT, type HmmRange,
   hmmPfnToMapOrder, hmmPfnToPfn, hmmRangeFault,
 } from "../hmm/hmm.js";
+import { makeDeviceExclusive } from "../hmm/device-exclusive.js";
 import { pagemapOf } from "../hmm/memremap.js";
 import { Mutex } from "../locking/mutex.js";
 import { framePageBytes, frameWrite } from "../mm/filemap.js";
@@ -71,6 +72,8 @@ interface Entry {
   pfn: number;
   /** DPT_XA_TAG_WRITE. */
   write: boolean;
+  /** DPT_XA_TAG_ATOMIC: the device holds the page exclusively (make_device_exclusive). */
+  atomic?: boolean;
 }
 
 export interface DmirrorOptions {
@@ -179,6 +182,14 @@ export class Dmirror {
       case HMM_DMIRROR_RELEASE:
         this.device.release();
         break;
+      case HMM_DMIRROR_EXCLUSIVE:
+        this.#exclusive(first, c, out);
+        break;
+      case HMM_DMIRROR_CHECK_EXCLUSIVE:
+        for (let v = first; v < first + c.npages; v++) {
+          if (this.pt.get(v)?.atomic) throw new DmaError("EPERM", `dmirror: 0x${(v * 4096).toString(16)} is still held exclusively by the device`, { arg: "cmd.addr" });
+        }
+        break;
       default:
         throw new DmaError("EINVAL", `dmirror: command ${cmd} is not supported`, { arg: "cmd" });
     }
@@ -187,6 +198,18 @@ export class Dmirror {
   }
 
   /** The user buffer of @c, @per bytes a page (copy_to_user / copy_from_user fail: EFAULT). */
+  /** dmirror_exclusive: take each page for atomic access, then read the range back. */
+  #exclusive(first: number, c: HmmDmirrorCmd, out: { cpages: number; faults: number }): void {
+    const p = this.process;
+    p.mm.mmapLock.with("read", `dmirror${this.device.index} exclusive`, () => {
+      for (let v = first; v < first + c.npages; v++) {
+        const pfn = makeDeviceExclusive(p, addressOf(v), null);
+        this.mutex.with("dmirror_atomic_map", () => this.pt.set(v, { pfn, write: false, atomic: true }));
+      }
+    });
+    this.#readBack(first, c, out);
+  }
+
   /**
    * After MIGRATE_TO_DEV: read the range back through the device page table (dmirror_do_read
    * under the mutex): ENOENT if any page did not move; cpages = pages read.

@@ -17,6 +17,7 @@ import { vmaLink } from "./vma-ops.js";
 import { VM_LOCKED, type Vma } from "./vma.js";
 import { withInvalidation } from "../notifier/mmu-notifier.js";
 import { devicePageGet, hasDevicePrivate, pagemapOf } from "../hmm/memremap.js";
+import { restoreExclusivePtes } from "../hmm/device-exclusive.js";
 
 export interface ForkStats {
   anon: number;
@@ -49,8 +50,10 @@ export function dupMmap(parent: MmStruct, child: MmStruct, local = -1): ForkStat
       if (v.isCow) flags |= H.COPY_COW;
       if (parent.hasPinned) flags |= H.COPY_HAS_PINNED;
       // copy_page_range write-protects a COW mapping in the parent: PROTECTION_PAGE.
-      const copy = () =>
-        k.check(c.x.copyPageRange(parent.pgd.pfn, child.pgd.pfn, v.start, v.pages, flags, cv.anonVma?.id ?? 0, k.userZones), "fork");
+      const copy = () => {
+        if (v.isCow) restoreExclusivePtes(k, parent, v); // copy_nonpresent_pte: device-exclusive entries come back first
+        return k.check(c.x.copyPageRange(parent.pgd.pfn, child.pgd.pfn, v.start, v.pages, flags, cv.anonVma?.id ?? 0, k.userZones), "fork");
+      };
       if (v.isCow) withInvalidation(parent, "protection_page", v.start, v.end, copy);
       else copy();
       if (hasDevicePrivate(k)) dupDevicePrivate(k, parent, child, v);

@@ -155,6 +155,15 @@ export function zapVmaRange(mm: MmStruct, v: Vma, start: number, end: number, ou
       // mapping (its rmap and reference; the anonymous page it stands for leaves the RSS).
       const at = c.ring + H.RING_ENTRY0 + i * H.RENT_SIZE;
       const pte = (BigInt(c.u32[(at + H.LEAF_PTE + 4) >>> 2]!) << 32n) | BigInt(c.u32[(at + H.LEAF_PTE) >>> 2]!);
+      if (swpKind(pte) === X.SWP_DEVICE_EXCLUSIVE) {
+        // A page a device held exclusively: released as a present entry would be.
+        const page = swpOffset(pte);
+        k.mapcount(page, -1);
+        mm.rss.anon--;
+        out.anon++;
+        if (k.folioRef(page, -1) === 0) out.freed++;
+        continue;
+      }
       if (swpKind(pte) !== X.SWP_DEVICE_PRIVATE) {
         k.trace.count("mm.zap_foreign_entries");
         continue;

@@ -23,6 +23,7 @@ import type { Kernel } from "./kernel.js";
 import type { MmStruct } from "./mm.js";
 import type { Vma } from "./vma.js";
 import { pagemapOf } from "../hmm/memremap.js";
+import { removeDeviceExclusiveEntry } from "../hmm/device-exclusive.js";
 
 /** The kind (SWP_*) of a non-present entry, 0 if foreign. */
 export function swpKind(pte: bigint): number {
@@ -54,6 +55,7 @@ export function doSwapPage(k: Kernel, mm: MmStruct, vma: Vma, vpn: number, pte: 
     k.trace.count("mm.fault.device_private");
     return pgmap.ops.migrateToRam({ mm, vma, vpn, page, write: !!f.write });
   }
+  if (swpKind(pte) === X.SWP_DEVICE_EXCLUSIVE) return removeDeviceExclusiveEntry(k, mm, vma, vpn, pte);
   if (swpKind(pte) !== X.SWP_SWAP) return "SIGBUS";
   const slot = swpOffset(pte);
   const only = k.check(k.core.x.swapCount(slot), "swapCount") === 1;

@@ -3,13 +3,14 @@
  * (src/drivers/dmirror.ts): each test keeps the kernel test's name, buffer (1024 pages of
  * ints, ptr[i] = i) and assertions on what the device read and counted.
  *
- * Not ported yet, as what they need is not built: exclusive* (make_device_exclusive); mixedmap (mmap of the device file); anon_write_hugetlbfs and
+ * Not ported yet, as what they need is not built: mixedmap (mmap of the device file); anon_write_hugetlbfs and
  * compound (hugetlbfs); anon_teardown (a second thread unmapping during the read); the
  * device-coherent variants (MEMORY_DEVICE_COHERENT).
  */
 import { describe, expect, it } from "vitest";
 import {
-  Dmirror, HMM_DMIRROR_MIGRATE_TO_DEV, HMM_DMIRROR_MIGRATE_TO_SYS, HMM_DMIRROR_RELEASE, HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL, HMM_DMIRROR_PROT_ERROR,
+  Dmirror, HMM_DMIRROR_CHECK_EXCLUSIVE, HMM_DMIRROR_EXCLUSIVE, HMM_DMIRROR_MIGRATE_TO_DEV, HMM_DMIRROR_MIGRATE_TO_SYS,
+  HMM_DMIRROR_RELEASE, HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL, HMM_DMIRROR_PROT_ERROR,
   HMM_DMIRROR_PROT_NONE, HMM_DMIRROR_PROT_PMD, HMM_DMIRROR_PROT_READ, HMM_DMIRROR_PROT_WRITE, HMM_DMIRROR_PROT_ZERO,
   HMM_DMIRROR_READ, HMM_DMIRROR_SNAPSHOT, HMM_DMIRROR_WRITE, type HmmDmirrorCmd,
 } from "../../src/drivers/dmirror.js";
@@ -362,6 +363,47 @@ describe("hmm-tests.c against dmirror: device-private memory", () => {
     expect(snap.cpages).toBe(4);
     expect([...snap.ptr]).toEqual([1, 2, 3, 4].map(() => HMM_DMIRROR_PROT_WRITE));
     expect(holds(p.read(a, 4 * PAGE), (i) => -i)).toBe(true);
+  });
+
+  it("exclusive: the device takes every page for atomic access; the CPU's touches take them back", async () => {
+    const { p, fd } = await setup();
+    const a = mmap(p, { length: SIZE });
+    p.write(a, pattern(SIZE / 4, (i) => i));
+    const c = cmd(a, NPAGES);
+    fd.ioctl(HMM_DMIRROR_EXCLUSIVE, c);
+    expect(c.cpages).toBe(NPAGES);
+    expect(holds(c.ptr, (i) => i)).toBe(true);
+    expect(leaf(p, a).present).toBe(false);
+    expect(caught(() => fd.ioctl(HMM_DMIRROR_CHECK_EXCLUSIVE, cmd(a, NPAGES))).code).toBe("EPERM");
+    const v = ints(p.read(a, SIZE)).map((x) => x + 1); // ptr[i]++ on every int
+    p.write(a, new Uint8Array(v.buffer));
+    expect(holds(p.read(a, SIZE), (i) => i + 1)).toBe(true);
+    fd.ioctl(HMM_DMIRROR_CHECK_EXCLUSIVE, cmd(a, NPAGES));
+  });
+
+  it("exclusive_mprotect: once the memory is read-only, the device cannot write it (EPERM)", async () => {
+    const { p, fd } = await setup();
+    const a = mmap(p, { length: SIZE });
+    p.write(a, pattern(SIZE / 4, (i) => i));
+    const c = cmd(a, NPAGES);
+    fd.ioctl(HMM_DMIRROR_EXCLUSIVE, c);
+    expect(c.cpages).toBe(NPAGES);
+    p.mprotect(a, SIZE, "r");
+    expect(caught(() => fd.ioctl(HMM_DMIRROR_WRITE, cmd(a, NPAGES, pattern(SIZE / 4, (i) => -i)))).code).toBe("EPERM");
+  });
+
+  it("exclusive_cow: fork gives the pages back to the CPU; parent and child each write their own copy", async () => {
+    const { p, fd } = await setup();
+    const a = mmap(p, { length: SIZE });
+    p.write(a, pattern(SIZE / 4, (i) => i));
+    fd.ioctl(HMM_DMIRROR_EXCLUSIVE, cmd(a, NPAGES));
+    const child = p.fork();
+    for (const q of [p, child]) {
+      const v = ints(q.read(a, SIZE)).map((x) => x + 1);
+      q.write(a, new Uint8Array(v.buffer));
+      expect(holds(q.read(a, SIZE), (i) => i + 1)).toBe(true);
+    }
+    child.exit();
   });
 
   it("hmm_gup_test: GUP of device pages faults them back to system memory; the data survives", async () => {
