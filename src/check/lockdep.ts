@@ -85,18 +85,29 @@ export class Lockdep {
     return null;
   }
 
-  /** lock_acquire of class @cls at @fn: checks the order against every lock held, then holds it. */
+  /**
+   * lock_acquire of class @cls at @fn: checks the order against every lock held, then holds
+   * it. As lockdep, the caller's stack is saved only where it will be needed: when an order
+   * is seen for the first time, and at an inversion; a held lock keeps where it was taken.
+   */
   acquire(cls: string, fn: string): void {
-    const site = this.#site(fn);
+    const cheap: CallSite = { fn, pid: null, time: this.#k.clock.now, stack: [] };
+    let site: CallSite | null = null;
+    const full = (): CallSite => (site ??= this.#site(fn));
+    let reported = false;
     for (const h of this.held) {
       if (h.cls === cls) continue; // recursion on a class: not an order
-      const back = this.#path(cls, h.cls);
-      if (back) this.#inversion(h, cls, site, back);
-      let m = this.#after.get(h.cls);
-      if (!m) this.#after.set(h.cls, (m = new Map()));
-      if (!m.has(cls)) m.set(cls, { first: h.site, second: site });
+      const m = this.#after.get(h.cls);
+      if (m?.has(cls)) continue; // seen before: checked then
+      const back = reported ? null : this.#path(cls, h.cls);
+      if (back) {
+        this.#inversion(h, cls, full(), back); // one report per acquisition, as lockdep splats once
+        reported = true;
+      }
+      if (m) m.set(cls, { first: h.site, second: full() });
+      else this.#after.set(h.cls, new Map([[cls, { first: h.site, second: full() }]]));
     }
-    this.held.push({ cls, site });
+    this.held.push({ cls, site: site ?? cheap });
   }
 
   /** lock_release of the newest hold of @cls. */

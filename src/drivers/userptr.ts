@@ -18,7 +18,8 @@
  *
  * Options that make a driver wrong in the ways lockdep-lite reports: waiting on a fence in the
  * callback (`fenceInCallback`), taking the driver mutex with mutex_lock even when the range is
- * non-blockable (`lockInNonblock`), allocating with that mutex held (`allocUnderLock`).
+ * non-blockable (`lockInNonblock`), allocating with that mutex held (`allocUnderLock`), holding
+ * it across the device fault's mmap_lock (`faultUnderLock`).
  * @module
  */
 import { EAGAIN } from "../abi/errno.js";
@@ -50,6 +51,8 @@ export interface UserptrDeviceOptions {
   lockInNonblock?: boolean;
   /** Allocate a registration's structures with the driver mutex held (wrong if the callback takes it). */
   allocUnderLock?: boolean;
+  /** Hold the driver mutex across the device fault's mmap_lock and hmmRangeFault (wrong: munmap holds mmap_lock and calls the notifier, which takes the mutex). */
+  faultUnderLock?: boolean;
 }
 
 interface Registration {
@@ -231,6 +234,12 @@ export class UserptrDevice implements DeviceMapping {
       throw new DmaError("EAGAIN", `${this.name}: 0x${(v * 4096).toString(16)} is being invalidated (device fault mode)`, { arg: "va" });
     }
     this.stats.deviceFaults++;
+    if (this.#o.faultUnderLock) return this.lock.with(`${this.name} device fault (lock held)`, () => this.#deviceFault(v, write));
+    return this.#deviceFault(v, write);
+  }
+
+  /** The device fault: hmmRangeFault under the sequence protocol, then the device PTE under the lock. */
+  #deviceFault(v: number, write: boolean): number {
     const notifier = this.#interval!;
     const pfns = new BigUint64Array(1);
     const p = this.process;
@@ -245,11 +254,12 @@ export class UserptrDevice implements DeviceMapping {
         if (err instanceof DmaError && err.code === "EBUSY") continue;
         throw err;
       }
-      const done = this.lock.with(`${this.name} device fault`, () => {
+      const commit = (): boolean => {
         if (mmuIntervalReadRetry(notifier, range.notifierSeq)) return false;
         this.spte.set(v, { pfn: hmmPfnToPfn(pfns[0]!), write: (pfns[0]! & HMM_PFN_WRITE) !== 0n });
         return true;
-      });
+      };
+      const done = this.lock.isLocked ? commit() : this.lock.with(`${this.name} device fault`, commit);
       if (done) return this.spte.get(v)!.pfn;
     }
   }

@@ -31,7 +31,7 @@ export class MmStruct {
     this.pgd = pgd;
     this.pcid = pcid;
     this.pid = pid;
-    this.mmapLock = new RwSemaphore(`mmap_lock of pid ${pid}`);
+    this.mmapLock = new RwSemaphore(`mmap_lock of pid ${pid}`, "mmap_lock", () => kernel.checkers.lockdep);
     this.mmapBase = mmapBase;
   }
 

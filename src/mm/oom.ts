@@ -150,12 +150,12 @@ export function oomReapTask(p: Process, o: OomReapOptions = {}): OomReapResult {
   const ts = k.clock.now;
   s.attempts++;
   out.attempts = s.attempts;
-  if (!mm.mmapLock.available("read")) {
+  const h = mm.mmapLock.tryLock("read", "oom_reaper");
+  if (!h) {
     // mmap_read_trylock failed (trace_skip_task_reaping).
     k.trace.count("mm.oom_reap_lock_busy");
     out.retry = true;
   } else {
-    const h = mm.mmapLock.lock("read", "oom_reaper");
     try {
       out.reaped = reapMm(mm, o, out);
       out.retry = !out.reaped;

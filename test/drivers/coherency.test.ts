@@ -139,6 +139,23 @@ describe("lockdep-lite", () => {
     expect(reports(m, "lockdep")).toEqual([]);
   });
 
+  it("[L1] the driver mutex held across the device fault's mmap_lock, and taken in the notifier under munmap's mmap_lock", async () => {
+    for (const wrong of [true, false]) {
+      const { m, p, a, remap } = await story();
+      const dev = new UserptrDevice(p, { model: "shadow-pte", name: "gpu", faultUnderLock: wrong });
+      dev.dma(a, PAGE);
+      remap();
+      const l1 = reports(m, "lockdep").filter((r) => r.rule === "L1");
+      if (!wrong) {
+        expect(l1).toEqual([]);
+        continue;
+      }
+      expect(l1.length).toBe(1);
+      // munmap holds mmap_lock, and the callback takes the lock the fault path holds around it.
+      expect(l1[0]!.message).toMatch(/taking gpu lock while holding mmap_lock, but gpu lock -> mmap_lock was seen before/);
+    }
+  });
+
   it("[L2] mutex_lock in a non-blockable invalidation (the OOM reaper); with trylock and -EAGAIN, nothing", async () => {
     for (const wrong of [true, false]) {
       const { m, p, a } = await story();
