@@ -29,9 +29,9 @@ import { type BenchReport, type Case, median } from "./lib.js";
 const PAGE = 4096;
 const HPAGE = 2 * 1024 * 1024;
 const GiB = 1024 * 1024 * 1024;
-const ROUNDS = 5;
+const ROUNDS = 10;
 /** Rounds run first and not counted: the JIT's warm-up (the kernel has none). */
-const WARMUP = 2;
+const WARMUP = 10;
 
 const COMMANDS: [string, number][] = [
   ["GUP_FAST", GUP_FAST_BENCHMARK],
@@ -225,7 +225,7 @@ export async function run(): Promise<BenchReport> {
     published: { "4K batched ns/page": [60, 119], "THP ns/subpage": [1.5, 7], "unpin ns/page": [5.5, 21], "one page per call ns": 1000 },
     notes: [
       "machine: 1600 MiB NORMAL (no MOVABLE: PIN_LONGTERM would migrate), 2 CPUs, trace off, pinned-writeback checker on without call sites",
-      "1 GiB of written anonymous memory per case (262,144 pages; THP: 512 folios); 5 rounds of gup_test each after 2 warm-up rounds; one page per call over 16 MiB",
+      "1 GiB of written anonymous memory per case (262,144 pages; THP: 512 folios); 10 rounds of gup_test each after 10 warm-up rounds (the JIT settles); one page per call over 16 MiB",
       "nsPerPage: the fastest round's wall ns per page of the take phase (UNPIN/PUT: the release phase); medianNsPerPage: the median round",
       "modeledNsPerPage: gup_test's get_delta_usec / put_delta_usec (machine clock, cost table) per page, median round",
       "WORKERS/n: n Workers, each pinning and unpinning its own 64 MiB range (pin_user_pages_fast_only, 512 per call) for 1 s; pagesPerSec summed over Workers, the best of 3 runs alternating 1 and 2 Workers",

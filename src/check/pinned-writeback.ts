@@ -23,12 +23,17 @@ import type { PagesArray } from "../gup/range.js";
 import { type CallSite, type CheckReport, userFrames } from "./report.js";
 
 const LOG_CALLS = 1024;
+/** The frames of the logged calls share one pool of this many entries (no allocation per call). */
+const LOG_PAGES = 1 << 18;
 
 interface PinCall {
   fn: string;
   pid: number;
   time: number;
-  pfns: Float64Array;
+  /** Its frames: pool[off, off + n), written in lap @lap of the pool. */
+  off: number;
+  n: number;
+  lap: number;
   site: Error | null;
 }
 
@@ -46,6 +51,9 @@ export class PinnedWritebackChecker {
   /** The newest LOG_CALLS pin calls, a ring: #log[#next] is the oldest once it is full. */
   readonly #log: PinCall[] = [];
   #next = 0;
+  readonly #pool = new Float64Array(LOG_PAGES);
+  #poolAt = 0;
+  #lap = 0;
   /** Pages writeback cleaned while they looked pinned, by frame. */
   readonly #cleaned = new Map<number, Cleaned>();
 
@@ -57,8 +65,17 @@ export class PinnedWritebackChecker {
 
   /** A pin call took @n pages of @pages. */
   pinned(pid: number, fn: string, pages: PagesArray, n: number): void {
-    const pfns = pages instanceof Float64Array ? pages.slice(0, n) : Float64Array.from(pages.slice(0, n));
-    const call = { fn, pid, time: this.#k.clock.now, pfns, site: this.#sites ? new Error("pin") : null };
+    // The last LOG_PAGES frames of a call larger than the pool.
+    const take = Math.min(n, LOG_PAGES);
+    if (this.#poolAt + take > LOG_PAGES) {
+      this.#poolAt = 0;
+      this.#lap++;
+    }
+    const off = this.#poolAt;
+    if (pages instanceof Float64Array) this.#pool.set(pages.subarray(n - take, n), off);
+    else for (let i = 0; i < take; i++) this.#pool[off + i] = pages[n - take + i]!;
+    this.#poolAt += take;
+    const call = { fn, pid, time: this.#k.clock.now, off, n: take, lap: this.#lap, site: this.#sites ? new Error("pin") : null };
     if (this.#log.length < LOG_CALLS) this.#log.push(call);
     else this.#log[this.#next] = call;
     this.#next = (this.#next + 1) % LOG_CALLS;
@@ -69,7 +86,11 @@ export class PinnedWritebackChecker {
     const n = this.#log.length;
     for (let j = 1; j <= n; j++) {
       const c = this.#log[(this.#next - j + n) % n]!;
-      if (c.pfns.indexOf(pfn) >= 0) return { fn: c.fn, pid: c.pid, time: c.time, stack: userFrames(c.site) };
+      // Still in the pool: written in this lap, or in the last one and not yet overwritten.
+      const kept = c.lap === this.#lap || (c.lap === this.#lap - 1 && c.off >= this.#poolAt);
+      if (kept && this.#pool.subarray(c.off, c.off + c.n).indexOf(pfn) >= 0) {
+        return { fn: c.fn, pid: c.pid, time: c.time, stack: userFrames(c.site) };
+      }
     }
     return undefined;
   }

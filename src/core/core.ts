@@ -86,6 +86,10 @@ export class Core {
     this.#views();
     return this.#f64;
   }
+  /** The f64 view, right after another view getter checked the memory has not grown. */
+  get f64Fresh(): Float64Array {
+    return this.#f64;
+  }
 
   /** A u32 field of the header. */
   hdr(off: number): number {

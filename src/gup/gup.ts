@@ -52,7 +52,8 @@ function gupRangeArgs(k: Kernel, start: Address, nrPages: number, fn: string): n
   if (!Number.isSafeInteger(nrPages) || nrPages < 0) {
     throw new DmaError("EINVAL", `${fn}: nrPages: ${nrPages} is not a page count`, { arg: "nrPages" });
   }
-  const [vpn] = splitAddress(start, "start"); // untagged_addr(start) & PAGE_MASK: rounded down
+  // untagged_addr(start) & PAGE_MASK: rounded down (a plain number needs no split).
+  const vpn = typeof start === "number" && Number.isSafeInteger(start) && start >= 0 ? Math.floor(start / 4096) : splitAddress(start, "start")[0];
   if (vpn + nrPages > 2 ** 52) throw new DmaError("EOVERFLOW", `${fn}: start + nrPages pages overflows`, { arg: "nrPages" });
   if (vpn + nrPages > k.taskSizePages()) {
     throw efault(`${fn}: the range ${hex(start)} + ${nrPages} pages ends above the user address space`);
@@ -250,13 +251,10 @@ function gupFastFallback(p: Process, name: string, start: Address, nrPages: numb
   }
   const vpn = gupRangeArgs(k, start, nrPages, name);
   const ts = k.clock.now;
-  k.clock.advance(k.costs.gupCall.ns);
   st.taken = 0;
   st.stop = G.GUP_STOP_NONE;
-  if (nrPages > 0) {
-    gupRangeChunked(k.core, p.mm.pgd.pfn, vpn, nrPages, flags & CORE_FOLL, p.cpu.pkru, pages, 0, st);
-    k.clock.advance(gupModeledNs(k.costs, st));
-  }
+  if (nrPages > 0) gupRangeChunked(k.core, p.mm.pgd.pfn, vpn, nrPages, flags & CORE_FOLL, p.cpu.pkru, pages, 0, st);
+  k.clock.advance(k.costs.gupCall.ns + (nrPages > 0 ? gupModeledNs(k.costs, st) : 0));
   const fast = st.taken;
   if (fast === nrPages || flags & G.FOLL_FAST_ONLY) {
     finish(p, name, start, nrPages, flags, pages, fast, null, ts);

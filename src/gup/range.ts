@@ -50,13 +50,13 @@ export function gupRangeChunked(
     const want = Math.min(max, n - st.taken);
     const got = x.gupRange(root, vpn + st.taken, want, flags, pkru);
     if (got < 0) core.check(got, "gupRange");
-    const u32 = core.u32; // after the call: the memory may have grown
+    const u32 = core.u32; // after the call: the memory may have grown (the views with it)
     const regs = core.ring >>> 2;
     st.grabs += u32[regs + G.REG_GUP_GRABS / 4]!;
     st.hugePages += u32[regs + G.REG_GUP_HUGE_PAGES / 4]!;
     st.loads += u32[regs + G.REG_GUP_LOADS / 4]!;
     st.unpinnable += u32[regs + G.REG_GUP_UNPINNABLE / 4]!;
-    const f64 = core.f64;
+    const f64 = core.f64Fresh;
     if (pages instanceof Float64Array) pages.set(f64.subarray(first, first + got), off + st.taken);
     else for (let i = 0; i < got; i++) pages[off + st.taken + i] = f64[first + i]!;
     st.taken += got;
