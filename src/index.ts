@@ -103,7 +103,19 @@ export type { HmmDmirrorCmd, DmirrorOptions } from "./drivers/dmirror.js";
 export { UserptrDevice } from "./drivers/userptr.js";
 export type { CoherencyModel, UserptrDeviceOptions } from "./drivers/userptr.js";
 export { Mutex } from "./locking/mutex.js";
-export { DmaFence, dmaFenceSignal, dmaFenceWait, dmaFenceBeginSignalling, dmaFenceEndSignalling } from "./dma-buf/dma-fence.js";
+export {
+  DmaFence, dmaFenceSignal, dmaFenceWait, dmaFenceWaitTimeout, dmaFenceBeginSignalling, dmaFenceEndSignalling, dmaFenceInit,
+  dmaFenceContextAlloc, dmaFenceAddCallback, dmaFenceRemoveCallback, dmaFenceGetStatus, dmaFenceSetError, dmaFenceGetStub,
+  dmaFenceIsLater, dmaFenceEnableSwSignaling,
+} from "./dma-buf/dma-fence.js";
+export type { DmaFenceOps, DmaFenceCallback } from "./dma-buf/dma-fence.js";
+export { SwSyncTimeline } from "./dma-buf/sw-sync.js";
+export {
+  DmaResv, dmaResvInit, dmaResvLock, dmaResvTrylock, dmaResvUnlock, dmaResvReserveFences, dmaResvAddFence, dmaResvForEachFence,
+  dmaResvForEachFenceUnlocked, dmaResvGetFences, dmaResvTestSignaled, dmaResvWaitTimeout, dmaResvUsageRw, DMA_RESV_USAGE_KERNEL,
+  DMA_RESV_USAGE_WRITE, DMA_RESV_USAGE_READ, DMA_RESV_USAGE_BOOKKEEP,
+} from "./dma-buf/dma-resv.js";
+export { WwMutex, WwAcquireCtx, wwAcquireInit, wwAcquireDone, wwAcquireFini } from "./locking/ww-mutex.js";
 export { Lockdep, FS_RECLAIM, MMU_NOTIFIER_MAP, DMA_FENCE_MAP } from "./check/lockdep.js";
 export type { DeviceMapping } from "./check/coherency.js";
 export { memremapPages, pagemapOf, isDevicePrivatePage, zoneDevicePageInit, DevPagemap } from "./hmm/memremap.js";

@@ -95,6 +95,23 @@ export class Lockdep {
     let site: CallSite | null = null;
     const full = (): CallSite => (site ??= this.#site(fn));
     let reported = false;
+    // dma_fence_map is taken exclusively: waiting for a fence inside a signalling section
+    // (the map held) is the recursion lockdep reports there.
+    const again = cls === DMA_FENCE_MAP ? this.held.find((h) => h.cls === cls) : undefined;
+    if (again && !this.#reported.has(`L1:recursive:${fn}`)) {
+      this.#reported.add(`L1:recursive:${fn}`);
+      reported = true;
+      this.#report({
+        checker: "lockdep",
+        rule: "L1",
+        message: `possible recursive locking: ${fn} takes ${cls} inside a fence-signalling critical section (waiting for a fence while on the path that signals fences can deadlock)`,
+        time: this.#k.clock.now,
+        pfn: -1,
+        file: null,
+        pids: [],
+        sites: { held: again.site, acquire: full() },
+      });
+    }
     for (const h of this.held) {
       if (h.cls === cls) continue; // recursion on a class: not an order
       const m = this.#after.get(h.cls);

@@ -1,0 +1,46 @@
+/**
+ * A software timeline (drivers/dma-buf/sw_sync.c): fences at points of a counter that only
+ * software moves. sw_sync_timeline_inc advances it and signals, in seqno order, every fence
+ * whose point it passed; a fence created at or below the counter is born signalled.
+ * @module
+ */
+import { DmaError } from "../errors.js";
+import type { Kernel } from "../mm/kernel.js";
+import { DmaFence, dmaFenceContextAlloc, dmaFenceSignal } from "./dma-fence.js";
+
+export class SwSyncTimeline {
+  readonly kernel: Kernel;
+  readonly name: string;
+  readonly context: number;
+  /** The counter (timeline value). */
+  value = 0;
+  readonly #pending: DmaFence[] = [];
+
+  constructor(k: Kernel, name = "sw_sync") {
+    this.kernel = k;
+    this.name = name;
+    this.context = dmaFenceContextAlloc(k);
+  }
+
+  /** sw_sync_create_fence (SW_SYNC_IOC_CREATE_FENCE): a fence at point @seqno. */
+  createFence(seqno: number): DmaFence {
+    if (!Number.isSafeInteger(seqno) || seqno < 0) throw new DmaError("EINVAL", `sw_sync: point ${seqno}`, { arg: "value" });
+    const f = new DmaFence(this.kernel, {
+      context: this.context,
+      seqno,
+      ops: { getDriverName: () => "sw_sync", getTimelineName: () => this.name, signaled: (x) => this.value >= Number(x.seqno) },
+    });
+    if (!f.isSignaled()) {
+      this.#pending.push(f);
+      this.#pending.sort((a, b) => Number(a.seqno - b.seqno));
+    }
+    return f;
+  }
+
+  /** sw_sync_timeline_inc (SW_SYNC_IOC_INC): advance by @n, signalling what it passes. */
+  inc(n = 1): void {
+    if (!Number.isSafeInteger(n) || n < 0) throw new DmaError("EINVAL", `sw_sync: increment ${n}`, { arg: "value" });
+    this.value += n;
+    while (this.#pending.length && Number(this.#pending[0]!.seqno) <= this.value) dmaFenceSignal(this.#pending.shift()!);
+  }
+}
