@@ -107,6 +107,8 @@ export const MachineOptionsSchema = v.strictObject({
       lockdep: v.optional(v.boolean(), true),
       /** Device mappings left stale after the CPU's changed under them ([C1]). */
       coherency: v.optional(v.boolean(), true),
+      /** dma-buf ownership of streaming buffers ([D1]-[D3]). */
+      ownership: v.optional(v.boolean(), true),
     }),
     {},
   ),
@@ -137,7 +139,7 @@ export interface MachineConfig {
   seed: number;
   costs: Partial<Record<CostName, number>>;
   trace: { enabled: boolean; maxEvents: number };
-  check: { pinnedWriteback: boolean; callSites: boolean; lockdep: boolean; coherency: boolean };
+  check: { pinnedWriteback: boolean; callSites: boolean; lockdep: boolean; coherency: boolean; ownership: boolean };
 }
 
 /** parseMachineOptions - validate @options and lay out the zones; throws DmaError(EINVAL). */
@@ -203,6 +205,6 @@ export function parseMachineOptions(options: unknown = {}): MachineConfig {
     seed: o.seed,
     costs: o.costs,
     trace: { enabled: trace.enabled ?? true, maxEvents: trace.maxEvents ?? 100_000 },
-    check: { pinnedWriteback: o.check.pinnedWriteback, callSites: o.check.callSites, lockdep: o.check.lockdep, coherency: o.check.coherency },
+    check: { pinnedWriteback: o.check.pinnedWriteback, callSites: o.check.callSites, lockdep: o.check.lockdep, coherency: o.check.coherency, ownership: o.check.ownership },
   };
 }

@@ -126,3 +126,12 @@ export {
 } from "./hmm/migrate-device.js";
 export type { MigrateVma } from "./hmm/migrate-device.js";
 export { dmirrorDevice, DmirrorDevice } from "./drivers/dmirror-device.js";
+export {
+  DmaBuf, DmaBufAttachment, dmaBufExport, dmaBufFd, dmaBufGet, dmaBufPut, dmaBufAttach, dmaBufDynamicAttach, dmaBufDetach,
+  dmaBufMapAttachment, dmaBufUnmapAttachment, dmaBufMoveNotify, dmaBufPin, dmaBufUnpin, dmaBufPinned, dmaBufBeginCpuAccess,
+  dmaBufEndCpuAccess, dmaBufCpuAccess, dmaBufDeviceDma,
+} from "./dma-buf/dma-buf.js";
+export type { DmaBufOps, DmaBufAttachOps, DmaDataDirection, SgTable, SgEntry } from "./dma-buf/dma-buf.js";
+export { HeapExporter, dmaDevice } from "./drivers/heap-exporter.js";
+export type { HeapExporterOptions } from "./drivers/heap-exporter.js";
+export type { OwningDevice } from "./check/ownership.js";

@@ -11,6 +11,7 @@ import type { PagesArray } from "../gup/range.js";
 import type { Address } from "../core/addr.js";
 import { CoherencyChecker } from "./coherency.js";
 import { Lockdep } from "./lockdep.js";
+import { OwnershipChecker } from "./ownership.js";
 import { PinnedWritebackChecker } from "./pinned-writeback.js";
 import type { CheckReport } from "./report.js";
 
@@ -21,6 +22,8 @@ export interface CheckOptions {
   lockdep?: boolean;
   /** Device mappings left stale by a CPU page-table change. Default true. */
   coherency?: boolean;
+  /** dma-buf ownership of streaming buffers. Default true. */
+  ownership?: boolean;
 }
 
 export class Checkers {
@@ -28,6 +31,7 @@ export class Checkers {
   readonly pinnedWriteback: PinnedWritebackChecker | null;
   readonly lockdep: Lockdep | null;
   readonly coherency: CoherencyChecker | null;
+  readonly ownership: OwnershipChecker | null;
   readonly #k: Kernel;
 
   constructor(k: Kernel, o: CheckOptions) {
@@ -36,6 +40,7 @@ export class Checkers {
     this.pinnedWriteback = o.pinnedWriteback ? new PinnedWritebackChecker(k, o.callSites, report) : null;
     this.lockdep = o.lockdep === false ? null : new Lockdep(k, o.callSites, report);
     this.coherency = o.coherency === false ? null : new CoherencyChecker(k, o.callSites, report);
+    this.ownership = o.ownership === false ? null : new OwnershipChecker(k, o.callSites, report);
   }
 
   #add(r: CheckReport): void {

@@ -1,0 +1,97 @@
+/**
+ * A dma-buf exporter over system memory: the dma-heap "system" heap (fixed pages), or, with
+ * `movable`, a GPU's buffer that its memory manager may move (TTM-style eviction). Without
+ * an IOMMU the DMA API is dma-direct: a device sees a page at its physical address, so the
+ * sg table's addresses are the frames' (consecutive frames merge into one segment).
+ *
+ * evict(): under the reservation lock, refused (EBUSY) while an attachment pins the buffer;
+ * otherwise the dynamic importers are told (moveNotify), the bytes move to new frames, the
+ * old ones are freed: a mapping kept past moveNotify now points at freed frames.
+ * @module
+ */
+import type { OwningDevice } from "../check/ownership.js";
+import {
+  type DmaBuf, type DmaBufAttachment, type DmaBufOps, type SgTable, dmaBufExport, dmaBufMoveNotify, dmaBufPinned,
+} from "../dma-buf/dma-buf.js";
+import { dmaResvLock, dmaResvUnlock } from "../dma-buf/dma-resv.js";
+import { DmaError } from "../errors.js";
+import { framePageBytes, frameWrite } from "../mm/filemap.js";
+import type { Kernel } from "../mm/kernel.js";
+
+export interface HeapExporterOptions {
+  pages: number;
+  name?: string;
+  /** The buffer may move (the exporter has pin/unpin and evicts). */
+  movable?: boolean;
+  /** A coherent (write-combined / uncached) buffer: no ownership to track. */
+  coherent?: boolean;
+}
+
+export class HeapExporter {
+  readonly kernel: Kernel;
+  readonly dmabuf: DmaBuf;
+  /** The buffer's frames now. */
+  frames: number[];
+  readonly stats = { maps: 0, moves: 0 };
+  #pins = 0;
+
+  constructor(k: Kernel, o: HeapExporterOptions) {
+    this.kernel = k;
+    if (!Number.isSafeInteger(o.pages) || o.pages <= 0) throw new DmaError("EINVAL", `heap: ${o.pages} pages`, { arg: "pages" });
+    this.frames = Array.from({ length: o.pages }, () => k.phys.allocPages(0, { gfp: "HIGHUSER_MOVABLE" }));
+    const ops: DmaBufOps = {
+      mapDmaBuf: () => this.#map(),
+      unmapDmaBuf: () => {},
+      release: () => this.#release(),
+      beginCpuAccess: () => 0,
+      endCpuAccess: () => 0,
+      ...(o.movable ? { pin: () => (this.#pins++, 0), unpin: () => void this.#pins-- } : {}),
+    };
+    this.dmabuf = dmaBufExport(k, { ops, size: o.pages * 4096, priv: this, name: o.name ?? "system-heap buffer", coherent: o.coherent ?? false });
+  }
+
+  #map(): SgTable {
+    this.stats.maps++;
+    const entries: { dmaAddress: number; length: number }[] = [];
+    for (const pfn of this.frames) {
+      const last = entries[entries.length - 1];
+      if (last && last.dmaAddress + last.length === pfn * 4096) last.length += 4096;
+      else entries.push({ dmaAddress: pfn * 4096, length: 4096 });
+    }
+    return { entries };
+  }
+
+  #release(): void {
+    for (const pfn of this.frames) this.kernel.folioRef(pfn, -1);
+    this.frames = [];
+  }
+
+  /** Evict: move the buffer to other frames. EBUSY while pinned. */
+  evict(): void {
+    const db = this.dmabuf;
+    if (!db.dynamic) throw new DmaError("EINVAL", "heap: this buffer does not move", { arg: "dmabuf" });
+    const rc = dmaResvLock(db.resv, null);
+    if (rc) throw new DmaError("EDEADLK", "heap evict: reservation lock", { arg: "dmabuf" });
+    try {
+      if (dmaBufPinned(db) || this.#pins > 0) throw new DmaError("EBUSY", `${db.name}: pinned by an importer, it cannot move`, { arg: "dmabuf" });
+      dmaBufMoveNotify(db);
+      const k = this.kernel;
+      this.frames = this.frames.map((old) => {
+        const n = k.phys.allocPages(0, { gfp: "HIGHUSER_MOVABLE" });
+        frameWrite(k, n, 0, framePageBytes(k, old));
+        k.folioRef(old, -1);
+        return n;
+      });
+      this.stats.moves++;
+    } finally {
+      dmaResvUnlock(db.resv);
+    }
+  }
+}
+
+/** A device (its name and coherency domain) for attachments, until PCI devices exist. */
+export function dmaDevice(name: string, coherencyDomain?: string): OwningDevice {
+  return coherencyDomain === undefined ? { name } : { name, coherencyDomain };
+}
+
+export type { DmaBufAttachment };
