@@ -13,6 +13,7 @@ const BENCHES: Record<string, () => Promise<{ run(): Promise<BenchReport> }>> = 
   gup: () => import("./gup.bench.js"),
   notifier: () => import("./notifier.bench.js"),
   hmm: () => import("./hmm.bench.js"),
+  dmabuf: () => import("./dmabuf.bench.js"),
 };
 
 const { positionals } = parseArgs({ allowPositionals: true });

@@ -11,7 +11,10 @@
  * - [D2] a device's DMA while another device also owns the buffer, with a writer among the
  *   two, and the devices in different coherency domains (steps 7 and 8; two readers, or one
  *   coherency domain, are fine);
- * - [D3] a device's DMA through an attachment that has no mapping.
+ * - [D3] a device's DMA through an attachment that has no mapping;
+ * - [D4] a device's DMA through a mapping whose frames are no longer the buffer's (the
+ *   exporter moved it after moveNotify, and the importer kept its old table): the DMA lands
+ *   in freed frames, or in whatever they became.
  *
  * A coherent buffer (or one the exporter never maps into the kernel) has no owner to check.
  * @module
@@ -108,6 +111,14 @@ export class OwnershipChecker {
     const [owner] = s.owners.values();
     this.#emit(b, "D1", step, `${who} ${write ? "writes" : "reads"} it with the CPU while ${owner!.dev.name} owns it (mapped for DMA); a streaming buffer must be unmapped, or bracketed by begin/end_cpu_access, first`, {
       access: this.#site(fn), owner: owner!.site,
+    });
+  }
+
+  /** A DMA through a table whose frames the buffer no longer holds ([D4]); @stale lists them. */
+  staleDma(b: OwnedBuffer, dev: OwningDevice, stale: number[], fn: string): void {
+    const step = this.#step(b);
+    this.#emit(b, "D4", step, `${dev.name} does DMA through a mapping made before the buffer moved: frames ${stale.slice(0, 4).join(", ")}${stale.length > 4 ? ", ..." : ""} are no longer the buffer's (free, or someone else's); the importer must map again after moveNotify`, {
+      dma: this.#site(fn),
     });
   }
 

@@ -46,6 +46,8 @@ export interface DmaBufOps {
   release(db: DmaBuf): void;
   beginCpuAccess?(db: DmaBuf, dir: DmaDataDirection): number;
   endCpuAccess?(db: DmaBuf, dir: DmaDataDirection): number;
+  /** (dmalab) The frames the buffer occupies now, for the checkers; absent: not tracked. */
+  frames?(db: DmaBuf): number[];
 }
 
 /** struct dma_buf_attach_ops (a dynamic importer's). */
@@ -317,9 +319,24 @@ export function dmaBufCpuAccess(db: DmaBuf, who: string, write: boolean): void {
   db.kernel.checkers.ownership?.cpuAccess(db, who, write, `${who}: CPU ${write ? "write" : "read"}`);
 }
 
-/** The device of @a does DMA into (@write) or out of the buffer. */
+/**
+ * The device of @a does DMA into (@write) or out of the buffer, through its mapping. A
+ * mapping whose frames the exporter no longer has for this buffer (it moved them: ops.frames
+ * tells which it has now) is reported ([D4]).
+ */
 export function dmaBufDeviceDma(a: DmaBufAttachment, write: boolean): void {
   const db = a.dmabuf;
-  db.kernel.checkers.ownership?.dma(db, a, a.dev, write, `${a.dev.name}: DMA ${write ? "write" : "read"}`);
+  const fn = `${a.dev.name}: DMA ${write ? "write" : "read"}`;
+  const own = db.kernel.checkers.ownership;
+  const held = db.ops.frames?.(db);
+  if (own && a.sgt && held) {
+    const mine = new Set(held);
+    const stale: number[] = [];
+    for (const e of a.sgt.entries) {
+      for (let at = e.dmaAddress; at < e.dmaAddress + e.length; at += 4096) if (!mine.has(Math.floor(at / 4096))) stale.push(Math.floor(at / 4096));
+    }
+    if (stale.length) own.staleDma(db, a.dev, stale, fn);
+  }
+  own?.dma(db, a, a.dev, write, fn);
   db.kernel.trace.count("dma_buf.dma");
 }

@@ -45,6 +45,7 @@ export class HeapExporter {
       release: () => this.#release(),
       beginCpuAccess: () => 0,
       endCpuAccess: () => 0,
+      frames: () => this.frames,
       ...(o.movable ? { pin: () => (this.#pins++, 0), unpin: () => void this.#pins-- } : {}),
     };
     this.dmabuf = dmaBufExport(k, { ops, size: o.pages * 4096, priv: this, name: o.name ?? "system-heap buffer", coherent: o.coherent ?? false });
@@ -79,6 +80,7 @@ export class HeapExporter {
       this.frames = this.frames.map((old) => {
         const n = k.phys.allocPages(0, { gfp: "HIGHUSER_MOVABLE" });
         frameWrite(k, n, 0, framePageBytes(k, old));
+        k.clock.advance(k.costs.pageCopy.ns);
         k.folioRef(old, -1);
         return n;
       });

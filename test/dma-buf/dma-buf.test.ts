@@ -164,6 +164,23 @@ describe("dynamic attachments and eviction", () => {
     expect(gpu.stats.moves).toBe(1);
   });
 
+  it("[D4] an importer that ignores moveNotify and keeps its old table DMAs into frames the buffer left", async () => {
+    const m = await mmMachine();
+    const gpu = new HeapExporter(m.kernel, { pages: 2, movable: true });
+    const db = gpu.dmabuf;
+    const lazy = dmaBufDynamicAttach(db, dmaDevice("lazy importer"), { moveNotify: () => {} });
+    dmaResvLock(db.resv, null);
+    dmaBufMapAttachment(lazy, "BIDIRECTIONAL");
+    dmaResvUnlock(db.resv);
+    dmaBufDeviceDma(lazy, true);
+    expect(ownership(m)).toEqual([]);
+    gpu.evict();
+    dmaBufDeviceDma(lazy, true);
+    const d4 = ownership(m).filter((r) => r.rule === "D4");
+    expect(d4.length).toBe(1);
+    expect(d4[0]!.message).toMatch(/lazy importer does DMA through a mapping made before the buffer moved/);
+  });
+
   it("a static importer pins a movable buffer at attach: eviction is EBUSY until it detaches", async () => {
     const m = await mmMachine();
     const gpu = new HeapExporter(m.kernel, { pages: 1, movable: true });
