@@ -135,3 +135,7 @@ export type { DmaBufOps, DmaBufAttachOps, DmaDataDirection, SgTable, SgEntry } f
 export { HeapExporter, dmaDevice } from "./drivers/heap-exporter.js";
 export type { HeapExporterOptions } from "./drivers/heap-exporter.js";
 export type { OwningDevice } from "./check/ownership.js";
+export { PciTopology, PciDev } from "./pci/topology.js";
+export type { TopologySpec, HostBridgeSpec, PortSpec, SwitchSpec, EndpointSpec, BarSpec, Bar, PciKind } from "./pci/topology.js";
+export { pciP2pdmaDistance, pciP2pdmaDistanceMany, pciP2pdmaMapType, PCI_ACS_RR, PCI_ACS_CR, PCI_ACS_EC } from "./pci/p2pdma.js";
+export type { PciP2pdmaMapType, P2pdmaResult } from "./pci/p2pdma.js";
