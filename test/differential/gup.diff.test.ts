@@ -17,7 +17,8 @@ import * as G from "../../src/abi/gup.js";
 import * as X from "../../src/abi/x86.js";
 import { type MachineConfig, parseMachineOptions } from "../../src/config.js";
 import { readFileSync } from "node:fs";
-import { CoreDriver, type Driver, RefDriver, stateDiff } from "../reference/driver.js";
+import { CoreDriver, type Driver, RefDriver } from "../reference/driver.js";
+import { stateDiff } from "../reference/state-diff.js";
 import type { Race } from "../reference/gup.js";
 
 const WIN = 0x7_0000_0000; // a user window, 2 MiB aligned (vpn % 512 == 0)
