@@ -91,9 +91,7 @@ export class Lockdep {
    * is seen for the first time, and at an inversion; a held lock keeps where it was taken.
    */
   acquire(cls: string, fn: string): void {
-    const cheap: CallSite = { fn, pid: null, time: this.#k.clock.now, stack: [] };
-    let site: CallSite | null = null;
-    const full = (): CallSite => (site ??= this.#site(fn));
+    let site: CallSite | null = null; // the caller's stack, captured only if needed below
     let reported = false;
     // dma_fence_map is taken exclusively: waiting for a fence inside a signalling section
     // (the map held) is the recursion lockdep reports there.
@@ -109,7 +107,7 @@ export class Lockdep {
         pfn: -1,
         file: null,
         pids: [],
-        sites: { held: again.site, acquire: full() },
+        sites: { held: again.site, acquire: (site ??= this.#site(fn)) },
       });
     }
     for (const h of this.held) {
@@ -117,14 +115,15 @@ export class Lockdep {
       const m = this.#after.get(h.cls);
       if (m?.has(cls)) continue; // seen before: checked then
       const back = reported ? null : this.#path(cls, h.cls);
+      site ??= this.#site(fn);
       if (back) {
-        this.#inversion(h, cls, full(), back); // one report per acquisition, as lockdep splats once
+        this.#inversion(h, cls, site, back); // one report per acquisition, as lockdep splats once
         reported = true;
       }
-      if (m) m.set(cls, { first: h.site, second: full() });
-      else this.#after.set(h.cls, new Map([[cls, { first: h.site, second: full() }]]));
+      if (m) m.set(cls, { first: h.site, second: site });
+      else this.#after.set(h.cls, new Map([[cls, { first: h.site, second: site }]]));
     }
-    this.held.push({ cls, site: site ?? cheap });
+    this.held.push({ cls, site: site ?? { fn, pid: null, time: this.#k.clock.now, stack: [] } });
   }
 
   /** lock_release of the newest hold of @cls. */

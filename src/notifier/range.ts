@@ -37,7 +37,12 @@ export interface MmuNotifierRange {
 }
 
 /** The range in pages, [first, end), kept alongside the byte addresses the callbacks see. */
-const pagesOf = new WeakMap<MmuNotifierRange, [number, number]>();
+const FIRST = Symbol("first page");
+const END = Symbol("end page");
+interface Paged {
+  [FIRST]?: number;
+  [END]?: number;
+}
 
 /**
  * mmuNotifierRangeInit - mmu_notifier_range_init(_owner): a range over pages [@start, @end)
@@ -46,8 +51,7 @@ const pagesOf = new WeakMap<MmuNotifierRange, [number, number]>();
 export function mmuNotifierRangeInit(
   event: MmuNotifierEvent, blockable: boolean, mm: MmStruct, start: number, end: number, owner: unknown = null,
 ): MmuNotifierRange {
-  const r: MmuNotifierRange = { mm, start: bytes(start), end: bytes(end), event, blockable, owner };
-  pagesOf.set(r, [start, end]);
+  const r: MmuNotifierRange & Paged = { mm, start: bytes(start), end: bytes(end), event, blockable, owner, [FIRST]: start, [END]: end };
   return r;
 }
 
@@ -58,8 +62,8 @@ export function mmuNotifierRangeBlockable(range: MmuNotifierRange): boolean {
 
 /** The pages [first, end) of @range (a range built by hand is read from its byte addresses). */
 export function rangePages(range: MmuNotifierRange): [number, number] {
-  const p = pagesOf.get(range);
-  if (p) return p;
+  const p = range as MmuNotifierRange & Paged;
+  if (p[FIRST] !== undefined) return [p[FIRST], p[END]!];
   const [s] = splitAddress(range.start, "range.start");
   const [e, off] = splitAddress(range.end, "range.end");
   return [s, e + (off ? 1 : 0)];
