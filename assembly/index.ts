@@ -31,6 +31,7 @@ export {
 } from "./mm/exports";
 export { ptProtect } from "./mmu/protect";
 export { ptepGet, ptepSet, ptepRange, ptepRangeMax } from "./mmu/ptep";
+export { pcieRoute, pcieRouteMax } from "./pcie/route";
 export {
   cpuWriteCr3, cpuSetCtrl, cpuWrpkru, tlbFlushRange, tlbFlushPcidRange, tlbInvpcid, translateBatch,
 } from "./mmu/cpu";

@@ -139,3 +139,5 @@ export { PciTopology, PciDev } from "./pci/topology.js";
 export type { TopologySpec, HostBridgeSpec, PortSpec, SwitchSpec, EndpointSpec, BarSpec, Bar, PciKind } from "./pci/topology.js";
 export { pciP2pdmaDistance, pciP2pdmaDistanceMany, pciP2pdmaMapType, PCI_ACS_RR, PCI_ACS_CR, PCI_ACS_EC } from "./pci/p2pdma.js";
 export type { PciP2pdmaMapType, P2pdmaResult } from "./pci/p2pdma.js";
+export { pcieRoute, fabricNodes } from "./pci/router.js";
+export type { Route, RouteRequest, RouteResult } from "./pci/router.js";

@@ -28,6 +28,8 @@ export interface CoreExports {
   ptepSet(root: number, vpn: number, level: number, lo: number, hi: number): number;
   ptepRange(root: number, vpn: number, n: number): number;
   ptepRangeMax(): number;
+  pcieRoute(nnodes: number, nreq: number): number;
+  pcieRouteMax(nnodes: number): number;
   cpuWriteCr3(cpu: number, root: number, pcid: number, noflush: number): number;
   cpuSetCtrl(cpu: number, ctrl: number): number;
   cpuWrpkru(cpu: number, pkru: number): number;
@@ -61,7 +63,7 @@ const EXPORTS: readonly (keyof CoreExports)[] = [
   "cpuWrpkru", "tlbFlushRange", "tlbFlushPcidRange", "tlbInvpcid", "translateBatch", "zapRange", "copyPageRange",
   "folioRef", "pageMapcount", "folioEntireMapcount", "folioPincount", "pageFlags", "pageSetMapping",
   "copyHighpage", "splitHugePmd", "swapOut", "swapIn", "swapPut", "swapCount", "gupRange", "gupMaxPages",
-  "unpinPages", "ptepRange", "ptepRangeMax",
+  "unpinPages", "ptepRange", "ptepRangeMax", "pcieRoute", "pcieRouteMax",
 ];
 
 /** Where the build puts the core, relative to this file in src/ and in dist/ alike. */

@@ -47,6 +47,11 @@ export interface P2pdmaResult {
   reason: string;
 }
 
+/** Whether host bridge @hb forwards P2P between its own root ports (AMD Zen, or a whitelisted bridge). */
+export function hostBridgeForwards(t: PciTopology, hb: PciDev): boolean {
+  return t.amdZen || WHITELIST.some((w) => w.vendor === hb.vendor && w.device === hb.device);
+}
+
 function whitelisted(t: PciTopology, a: PciDev, b: PciDev): boolean {
   if (t.amdZen) return true;
   const ha = a.hostBridge;
