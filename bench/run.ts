@@ -14,6 +14,7 @@ const BENCHES: Record<string, () => Promise<{ run(): Promise<BenchReport> }>> = 
   notifier: () => import("./notifier.bench.js"),
   hmm: () => import("./hmm.bench.js"),
   dmabuf: () => import("./dmabuf.bench.js"),
+  pcie: () => import("./pcie.bench.js"),
 };
 
 const { positionals } = parseArgs({ allowPositionals: true });

@@ -16,14 +16,13 @@ import { RING_ENTRY0, RENT_SIZE } from "../../src/abi/header";
 import {
   PCIE_NODE_SIZE, PN_PARENT, PN_KIND, PN_ACS, PN_FLAGS, PN_RANGES, PCIE_RANGES, PK_HOST_BRIDGE, PK_SWITCH_UP,
   PK_SWITCH_DOWN, PK_ENDPOINT, PNF_P2P_FORWARD, PCIE_REQ_SIZE, PR_ADDR, PR_REQUESTER, PR_RESULT, PR_HOPS,
-  PCIE_ROUTE_PEER, PCIE_ROUTE_HOST, PCIE_ROUTE_UR, PCIE_ACS_REDIRECT,
+  PCIE_ROUTE_PEER, PCIE_ROUTE_HOST, PCIE_ROUTE_UR, PCIE_ACS_REDIRECT, PN_FIRST_CHILD, PN_NEXT_SIBLING,
 } from "../../src/abi/pcie";
 import { fail } from "../errno";
 import { RING_ENTRIES } from "../layout";
 import { RING, ringCheck } from "../ring";
 
 let nodes: usize = 0;
-let count: u32 = 0;
 let hops: u32 = 0;
 let target: i32 = -1;
 
@@ -42,6 +41,16 @@ let target: i32 = -1;
   return load<u32>(node(i) + PN_KIND);
 }
 
+// @ts-ignore: decorator
+@inline function firstChild(i: i32): i32 {
+  return load<i32>(node(i) + PN_FIRST_CHILD);
+}
+
+// @ts-ignore: decorator
+@inline function nextSibling(i: i32): i32 {
+  return load<i32>(node(i) + PN_NEXT_SIBLING);
+}
+
 /** Whether a range of node @i holds @a. */
 function claims(i: i32, a: f64): bool {
   const base = node(i) + PN_RANGES;
@@ -58,8 +67,8 @@ function descend(b: i32, a: f64): u32 {
   let cur = b;
   while (kindOf(cur) != PK_ENDPOINT) {
     let next: i32 = -1;
-    for (let c: i32 = 0; c < <i32>count; c++) {
-      if (parentOf(c) == cur && claims(c, a)) {
+    for (let c = firstChild(cur); c >= 0; c = nextSibling(c)) {
+      if (claims(c, a)) {
         next = c;
         break;
       }
@@ -89,8 +98,8 @@ function route(req: i32, a: f64): u32 {
     if (k == PK_HOST_BRIDGE) {
       // The root complex: down a root port that claims it (the one it came up by only when a
       // redirect sent it up), if the host bridge forwards P2P; else host memory.
-      for (let c: i32 = 0; c < <i32>count; c++) {
-        if (parentOf(c) != p || !claims(c, a)) continue;
+      for (let c = firstChild(p); c >= 0; c = nextSibling(c)) {
+        if (!claims(c, a)) continue;
         if (c == cur && !redirect) return PCIE_ROUTE_UR; // inside its own port's window, claimed by nobody below
         if ((load<u32>(node(p) + PN_FLAGS) & PNF_P2P_FORWARD) == 0) return PCIE_ROUTE_UR;
         hops++;
@@ -103,8 +112,8 @@ function route(req: i32, a: f64): u32 {
       if (load<u32>(node(p) + PN_ACS) & PCIE_ACS_REDIRECT) redirect = true;
     } else if (!redirect) {
       // A switch: across to the sibling downstream port whose window claims it.
-      for (let c: i32 = 0; c < <i32>count; c++) {
-        if (c == cur || parentOf(c) != p || kindOf(c) != PK_SWITCH_DOWN || !claims(c, a)) continue;
+      for (let c = firstChild(p); c >= 0; c = nextSibling(c)) {
+        if (c == cur || kindOf(c) != PK_SWITCH_DOWN || !claims(c, a)) continue;
         hops++;
         return descend(c, a);
       }
@@ -131,10 +140,26 @@ export function pcieRoute(nnodes: u32, nreq: u32): i32 {
   if (rr < 0) return rr;
   if (nnodes == 0 || nreq > pcieRouteMax(nnodes)) return fail(EINVAL, R_COUNT, nreq);
   nodes = RING + RING_ENTRY0;
-  count = nnodes;
   for (let i: i32 = 0; i < <i32>nnodes; i++) {
     const p = parentOf(i);
     if ((kindOf(i) == PK_HOST_BRIDGE) != (p < 0) || p >= <i32>nnodes || p == i) return fail(EINVAL, R_CONFIG, i);
+    store<i32>(node(i) + PN_FIRST_CHILD, -1);
+  }
+  // Every chain of parents ends at a host bridge (no cycle).
+  for (let i: i32 = 0; i < <i32>nnodes; i++) {
+    let c = i;
+    let steps: u32 = 0;
+    while (parentOf(c) >= 0) {
+      c = parentOf(c);
+      if (++steps > nnodes) return fail(EINVAL, R_CONFIG, i);
+    }
+  }
+  // Child lists, in node order (the order the host gave: the kernel's bus order).
+  for (let i: i32 = <i32>nnodes - 1; i >= 0; i--) {
+    const p = parentOf(i);
+    if (p < 0) continue;
+    store<i32>(node(i) + PN_NEXT_SIBLING, firstChild(p));
+    store<i32>(node(p) + PN_FIRST_CHILD, i);
   }
   const reqs = nodes + <usize>nnodes * PCIE_NODE_SIZE;
   for (let r: u32 = 0; r < nreq; r++) {

@@ -11,7 +11,9 @@ export const PN_KIND = 4; // u32: PK_*
 export const PN_ACS = 8; // u32: ACS control bits (RR 0x04, CR 0x08, EC 0x20 redirect)
 export const PN_FLAGS = 12; // u32: PNF_*
 export const PN_RANGES = 16; // PCIE_RANGES x (f64 start, f64 end): windows of a bridge, BARs of an endpoint
-export const PCIE_RANGES = 7;
+export const PCIE_RANGES = 6;
+export const PN_FIRST_CHILD = 112; // i32: the core's own: first child (-1 none), set at each call
+export const PN_NEXT_SIBLING = 116; // i32: the core's own: next child of the same parent
 
 export const PK_HOST_BRIDGE = 0;
 export const PK_ROOT_PORT = 1;

@@ -52,39 +52,45 @@ export function pcieRoute(core: Core, t: PciTopology, reqs: RouteRequest[]): Rou
   const index = new Map(nodes.map((d, i) => [d, i]));
   const max = core.x.pcieRouteMax(nodes.length);
   if (max < 1) throw new DmaError("EINVAL", `pcieRoute: ${nodes.length} nodes do not fit the ring`, { arg: "topology" });
-  const out: Route[] = [];
+  for (const d of nodes) {
+    if (ranges(d).length > P.PCIE_RANGES) throw new DmaError("EINVAL", `pcieRoute: ${d.name} has more than ${P.PCIE_RANGES} BARs`, { arg: "topology" });
+  }
+  const out: Route[] = new Array(reqs.length);
   const base = core.ring + H.RING_ENTRY0;
+  const q0 = base + nodes.length * P.PCIE_NODE_SIZE;
   for (let at = 0; at < reqs.length; at += max) {
-    const batch = reqs.slice(at, at + max);
-    const dv = new DataView(core.u8.buffer);
+    const n = Math.min(max, reqs.length - at);
+    let i32 = core.i32;
+    const f64 = core.f64;
+    // The fabric (every batch: the ring is the only way in).
     nodes.forEach((d, i) => {
-      const n = base + i * P.PCIE_NODE_SIZE;
+      const w = (base + i * P.PCIE_NODE_SIZE) >>> 2;
+      i32[w + P.PN_PARENT / 4] = d.parent ? index.get(d.parent)! : -1;
+      i32[w + P.PN_KIND / 4] = KINDS[d.kind];
+      i32[w + P.PN_ACS / 4] = d.acs;
+      i32[w + P.PN_FLAGS / 4] = d.kind === "hostBridge" && hostBridgeForwards(t, d) ? P.PNF_P2P_FORWARD : 0;
       const r = ranges(d);
-      if (r.length > P.PCIE_RANGES) throw new DmaError("EINVAL", `pcieRoute: ${d.name} has more than ${P.PCIE_RANGES} BARs`, { arg: "topology" });
-      dv.setInt32(n + P.PN_PARENT, d.parent ? index.get(d.parent)! : -1, true);
-      dv.setUint32(n + P.PN_KIND, KINDS[d.kind], true);
-      dv.setUint32(n + P.PN_ACS, d.acs, true);
-      dv.setUint32(n + P.PN_FLAGS, d.kind === "hostBridge" && hostBridgeForwards(t, d) ? P.PNF_P2P_FORWARD : 0, true);
+      const f = (base + i * P.PCIE_NODE_SIZE + P.PN_RANGES) >>> 3;
       for (let k = 0; k < P.PCIE_RANGES; k++) {
-        const [lo, hi] = r[k] ?? [0, 0];
-        dv.setFloat64(n + P.PN_RANGES + 16 * k, lo, true);
-        dv.setFloat64(n + P.PN_RANGES + 16 * k + 8, hi, true);
+        f64[f + 2 * k] = r[k]?.[0] ?? 0;
+        f64[f + 2 * k + 1] = r[k]?.[1] ?? 0;
       }
     });
-    const q0 = base + nodes.length * P.PCIE_NODE_SIZE;
-    batch.forEach((q, i) => {
+    for (let i = 0; i < n; i++) {
+      const q = reqs[at + i]!;
       const r = index.get(q.requester);
       if (r === undefined || q.requester.kind !== "endpoint") throw new DmaError("EINVAL", `pcieRoute: requests[${at + i}].requester is not an endpoint of this fabric`, { arg: "requester" });
-      dv.setFloat64(q0 + i * P.PCIE_REQ_SIZE + P.PR_ADDR, q.address, true);
-      dv.setInt32(q0 + i * P.PCIE_REQ_SIZE + P.PR_REQUESTER, r, true);
-    });
-    core.check(core.x.pcieRoute(nodes.length, batch.length), "pcieRoute");
-    const dv2 = new DataView(core.u8.buffer);
-    batch.forEach((_, i) => {
-      const q = q0 + i * P.PCIE_REQ_SIZE;
-      const tgt = dv2.getInt32(q + P.PR_REQUESTER, true);
-      out.push({ result: RESULTS[dv2.getUint32(q + P.PR_RESULT, true)]!, target: tgt >= 0 ? nodes[tgt]! : null, hops: dv2.getUint32(q + P.PR_HOPS, true) });
-    });
+      const a = q0 + i * P.PCIE_REQ_SIZE;
+      f64[(a + P.PR_ADDR) >>> 3] = q.address;
+      i32[(a + P.PR_REQUESTER) >>> 2] = r;
+    }
+    core.check(core.x.pcieRoute(nodes.length, n), "pcieRoute");
+    i32 = core.i32; // after the call: the memory may have grown
+    for (let i = 0; i < n; i++) {
+      const a = q0 + i * P.PCIE_REQ_SIZE;
+      const tgt = i32[(a + P.PR_REQUESTER) >>> 2]!;
+      out[at + i] = { result: RESULTS[i32[(a + P.PR_RESULT) >>> 2]!]!, target: tgt >= 0 ? nodes[tgt]! : null, hops: i32[(a + P.PR_HOPS) >>> 2]! };
+    }
   }
   return out;
 }
