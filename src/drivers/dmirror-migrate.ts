@@ -12,7 +12,7 @@
  */
 import { addressOf } from "../core/addr.js";
 import { DmaError } from "../errors.js";
-import type { VmFault } from "../hmm/memremap.js";
+import { type VmFault, devicePagePut, pagemapOf } from "../hmm/memremap.js";
 import {
   MIGRATE_PFN_MIGRATE, MIGRATE_PFN_VALID, MIGRATE_PFN_WRITE, MIGRATE_VMA_SELECT_DEVICE_PRIVATE, MIGRATE_VMA_SELECT_SYSTEM,
   type MigrateVma, migratePfn, migratePfnToPage, migrateVmaFinalize, migrateVmaPages, migrateVmaSetup,
@@ -53,30 +53,65 @@ export function dmirrorMigrateToDevice(d: Dmirror, first: number, n: number, _ou
   eachPiece(d, first, n, (vma, start, end) => {
     const a = args(d, vma, start, end, MIGRATE_VMA_SELECT_SYSTEM);
     migrateVmaSetup(a);
-    // dmirror_migrate_alloc_and_copy
-    for (let i = 0; i < a.npages; i++) {
-      const s = a.src[i]!;
-      if (!(s & MIGRATE_PFN_MIGRATE)) continue;
-      const dpage = d.device.allocPage(d);
-      if (dpage === null) continue;
-      const spage = migratePfnToPage(s);
-      frameWrite(k, dpage, 0, spage === null ? new Uint8Array(4096) : framePageBytes(k, spage));
-      k.clock.advance(k.costs.pageCopy.ns);
-      const write = (s & MIGRATE_PFN_WRITE) !== 0 || (spage === null && (vma.flags & VM_WRITE) !== 0);
-      a.dst[i] = migratePfn(dpage) + (write ? MIGRATE_PFN_WRITE : 0);
-    }
-    migrateVmaPages(a);
-    // dmirror_migrate_finalize_and_map
-    d.mutex.with("dmirror_migrate_finalize_and_map", () => {
+    settle(a, () => {
+      // dmirror_migrate_alloc_and_copy
       for (let i = 0; i < a.npages; i++) {
-        if (!(a.src[i]! & MIGRATE_PFN_MIGRATE)) continue;
-        const dpage = migratePfnToPage(a.dst[i]!);
+        const s = a.src[i]!;
+        if (!(s & MIGRATE_PFN_MIGRATE)) continue;
+        const dpage = d.device.allocPage(d);
         if (dpage === null) continue;
-        d.pt.set(start + i, { pfn: dpage, write: (a.dst[i]! & MIGRATE_PFN_WRITE) !== 0 });
+        const spage = migratePfnToPage(s);
+        frameWrite(k, dpage, 0, spage === null ? new Uint8Array(4096) : framePageBytes(k, spage));
+        k.clock.advance(k.costs.pageCopy.ns);
+        const write = (s & MIGRATE_PFN_WRITE) !== 0 || (spage === null && (vma.flags & VM_WRITE) !== 0);
+        a.dst[i] = migratePfn(dpage) + (write ? MIGRATE_PFN_WRITE : 0);
       }
+      pages(a);
+      // dmirror_migrate_finalize_and_map
+      d.mutex.with("dmirror_migrate_finalize_and_map", () => {
+        for (let i = 0; i < a.npages; i++) {
+          if (!(a.src[i]! & MIGRATE_PFN_MIGRATE)) continue;
+          const dpage = migratePfnToPage(a.dst[i]!);
+          if (dpage === null) continue;
+          d.pt.set(start + i, { pfn: dpage, write: (a.dst[i]! & MIGRATE_PFN_WRITE) !== 0 });
+        }
+      });
     });
-    migrateVmaFinalize(a);
   });
+}
+
+/**
+ * Run the driver's part between migrateVmaSetup and migrateVmaFinalize (@work, which calls
+ * migrateVmaPages), then always finalize: if @work threw before the pages moved, every entry
+ * goes back to its source.
+ */
+function settle(a: MigrateVma, work: () => void): void {
+  try {
+    work();
+  } catch (e) {
+    if (!moved.has(a)) {
+      // The destinations allocated so far go back; every source stays.
+      const k = a.vma.mm.kernel;
+      for (let i = 0; i < a.npages; i++) {
+        const dst = migratePfnToPage(a.dst[i]!);
+        if (dst === null) continue;
+        if (pagemapOf(k, dst)) devicePagePut(k, dst);
+        else k.folioRef(dst, -1);
+      }
+      a.dst.fill(0);
+    }
+    throw e;
+  } finally {
+    migrateVmaFinalize(a);
+  }
+}
+
+const moved = new WeakSet<MigrateVma>();
+
+/** migrateVmaPages, remembered (settle knows the pages moved). */
+function pages(a: MigrateVma): void {
+  migrateVmaPages(a);
+  moved.add(a);
 }
 
 /** dmirror_migrate_alloc_and_copy to system pages (dmirror_devmem_fault_alloc_and_copy). */
@@ -100,12 +135,13 @@ export function dmirrorMigrateToSystem(d: Dmirror, first: number, n: number): nu
   eachPiece(d, first, n, (vma, start, end) => {
     const a = args(d, vma, start, end, MIGRATE_VMA_SELECT_DEVICE_PRIVATE);
     migrateVmaSetup(a);
-    allocToSystem(d, a, start);
-    migrateVmaPages(a);
-    for (let i = 0; i < a.npages; i++) {
-      if ((a.src[i]! & (MIGRATE_PFN_VALID | MIGRATE_PFN_MIGRATE)) === (MIGRATE_PFN_VALID | MIGRATE_PFN_MIGRATE)) cpages++;
-    }
-    migrateVmaFinalize(a);
+    settle(a, () => {
+      allocToSystem(d, a, start);
+      pages(a);
+      for (let i = 0; i < a.npages; i++) {
+        if ((a.src[i]! & (MIGRATE_PFN_VALID | MIGRATE_PFN_MIGRATE)) === (MIGRATE_PFN_VALID | MIGRATE_PFN_MIGRATE)) cpages++;
+      }
+    });
   });
   return cpages;
 }
@@ -118,8 +154,9 @@ export function dmirrorDevmemFault(d: Dmirror, vmf: VmFault): FaultResult {
   } catch {
     return "SIGBUS";
   }
-  allocToSystem(d, a, vmf.vpn);
-  migrateVmaPages(a);
-  migrateVmaFinalize(a);
+  settle(a, () => {
+    allocToSystem(d, a, vmf.vpn);
+    pages(a);
+  });
   return "ok";
 }
