@@ -1,0 +1,79 @@
+/**
+ * The GUP call in progress (assembly/mm/gup.ts gupRange): its flags, counts and output, and
+ * the small helpers every part of the walk uses. One call at a time per thread.
+ */
+import {
+  FOLL_WRITE, FOLL_GET, FOLL_PIN, FOLL_LONGTERM, FOLL_PCI_P2PDMA, FOLL_FORCE, FOLL_TOUCH,
+  FOLL_NOFAULT, GUPM_LOCKED, GUPM_FORCE_WRITE_OK, GUPM_COW_VMA, GUPM_RACE,
+} from "../../src/abi/gup";
+import { HDR_ADDR, HDR_ZERO_PFN, ZONE_KIND } from "../../src/abi/header";
+import { FRAME_SIZE, FRAME_BACKING, ZONE_NORMAL } from "../../src/abi/frame";
+import { PTE_SOFTW1, PTE_BIT_PKEY } from "../../src/abi/x86";
+import { FRAMES, POOL } from "../layout";
+import { pfnToZone, zone } from "../phys/frame";
+import { P, RW, US, PKEY_MASK } from "../mmu/pte";
+
+export const SPECIAL: u64 = PTE_SOFTW1;
+export const NONE: u32 = 0xffff_ffff;
+export const ALLOWED: u32 =
+  FOLL_WRITE | FOLL_GET | FOLL_PIN | FOLL_LONGTERM | FOLL_PCI_P2PDMA | FOLL_FORCE | FOLL_TOUCH |
+  FOLL_NOFAULT | GUPM_LOCKED | GUPM_FORCE_WRITE_OK | GUPM_COW_VMA | GUPM_RACE;
+
+/* The call in progress. */
+export let fl: u32 = 0;
+export let pkru: u32 = 0;
+export let rootPfn: u32 = 0;
+export let taken: u32 = 0;
+export let stopWhy: u32 = 0; // GUP_STOP_NONE
+export let grabs: u32 = 0;
+export let loads: u32 = 0;
+export let unpinnable: u32 = 0;
+export let hugePages: u32 = 0;
+/** NR_FOLL_PIN_ACQUIRED of this call, added to the shared counter once at its end. */
+export let pinAcquired: i64 = 0;
+export let out: usize = 0;
+/* Race script (tests). */
+export let races: u32 = 0;
+export let raceBase: usize = 0;
+
+/** zoneKindOf - ZONE_* of the zone holding @pfn, or -1 for a frame outside every zone. */
+// @ts-ignore: decorator
+@inline export function zoneKindOf(pfn: u32): i32 {
+  const z = pfnToZone(pfn);
+  return z < 0 ? -1 : <i32>load<u32>(zone(<u32>z) + ZONE_KIND);
+}
+
+/** folio_is_longterm_pinnable: not in MOVABLE, CMA or device memory. The zero page is. */
+// @ts-ignore: decorator
+@inline export function longtermPinnable(pfn: u32): bool {
+  const k = zoneKindOf(pfn);
+  return k == ZONE_NORMAL || pfn == load<u32>(HDR_ADDR + HDR_ZERO_PFN);
+}
+
+/** pte_access_permitted: present, user, writable for a write, and the protection key allows it. */
+// @ts-ignore: decorator
+@inline export function accessPermitted(e: u64, write: bool, pk: u32): bool {
+  if ((e & (P | US)) != (P | US)) return false;
+  if (write && (e & RW) == 0) return false;
+  const bits = (pk >> (2 * <u32>((e & PKEY_MASK) >> PTE_BIT_PKEY))) & 3;
+  return (bits & 1) == 0 && !(write && (bits & 2) != 0);
+}
+
+// @ts-ignore: decorator
+@inline export function tableBytes(t: u32): usize {
+  return POOL - 4096 + (<usize>load<u32>(FRAMES + <usize>t * FRAME_SIZE + FRAME_BACKING) << 12);
+}
+
+/** Record page @pfn as taken. */
+// @ts-ignore: decorator
+@inline export function emit(pfn: u32): void {
+  store<f64>(out + (<usize>taken << 3), <f64>pfn);
+  taken++;
+}
+
+// @ts-ignore: decorator
+@inline export function stop(why: u32): bool {
+  stopWhy = why;
+  return false;
+}
+
