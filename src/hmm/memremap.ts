@@ -16,8 +16,7 @@ import * as X from "../abi/x86.js";
 import { DmaError } from "../errors.js";
 import { mkPte, pteBits } from "../mm/fault.js";
 import { framePageBytes, frameWrite } from "../mm/filemap.js";
-import { candidates, pageMappingIndex } from "../mm/rmap.js";
-import { swpKind, swpOffset } from "../mm/swap.js";
+import { pageMappingIndex, rmapWalkDevice } from "../mm/rmap.js";
 import { withInvalidation } from "../notifier/mmu-notifier.js";
 import type { FaultResult } from "../mm/fault.js";
 import type { Kernel } from "../mm/kernel.js";
@@ -127,21 +126,6 @@ export function devicePagePut(k: Kernel, pfn: number): void {
   }
 }
 
-/** Where device page @pfn is mapped: the device entries (of kind @kind) naming it. */
-export function rmapWalkDevice(k: Kernel, pfn: number, kind = X.SWP_DEVICE_PRIVATE): { mm: MmStruct; vma: Vma; vpn: number; entry: bigint }[] {
-  const out: { mm: MmStruct; vma: Vma; vpn: number; entry: bigint }[] = [];
-  const { vmas, index } = candidates(k, pfn);
-  for (const vma of vmas) {
-    if (vma.mm.dead) continue;
-    const vpn = vma.vpnOf(index);
-    if (vpn < 0) continue;
-    const g = vma.mm.pgd.ptepGetVpn(vpn);
-    if (g.level !== 1 || g.pte & 1n || swpKind(g.pte) !== kind || swpOffset(g.pte) !== pfn) continue;
-    out.push({ mm: vma.mm, vma, vpn, entry: g.pte });
-  }
-  return out;
-}
-
 /**
  * memunmapPages - memunmap_pages: the device's memory goes away. Every page still in use is
  * first evicted to system memory (migrate_device_range: its mappings, each with a CLEAR
@@ -175,7 +159,7 @@ function evictDevicePage(k: Kernel, pfn: number): void {
   k.setMapping(page, mapping, index);
   k.pageFlags(page, k.flagsOf(pfn) & (F.PG_anon | F.PG_anon_exclusive | F.PG_swapbacked | F.PG_uptodate | F.PG_dirty), 0);
   maps.forEach((m, i) => {
-    const write = (m.entry & BigInt(X.SWP_WRITE)) !== 0n;
+    const write = (m.pte & BigInt(X.SWP_WRITE)) !== 0n;
     withInvalidation(m.mm, "clear", m.vpn, m.vpn + 1, () => {
       const pte = mkPte(page, pteBits(m.vma, write, write));
       k.check(k.core.x.ptepSet(m.mm.pgd.pfn, m.vpn, 1, Number(pte & 0xffffffffn), Number(pte >> 32n)), "migrate_device_range");

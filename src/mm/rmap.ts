@@ -9,6 +9,7 @@ import * as F from "../abi/frame.js";
 import * as H from "../abi/header.js";
 import * as X from "../abi/x86.js";
 import type { Kernel } from "./kernel.js";
+import { swpKind, swpOffset } from "./swap.js";
 import type { MmStruct } from "./mm.js";
 import type { Vma } from "./vma.js";
 
@@ -41,8 +42,8 @@ export function candidates(k: Kernel, pfn: number): { vmas: Iterable<Vma>; index
   return { vmas: k.inodes.get(mapping)?.mmaps ?? [], index };
 }
 
-/** rmapWalk - every present entry mapping page @pfn. */
-export function rmapWalk(k: Kernel, pfn: number): RmapHit[] {
+/** The entry at page @pfn's address in each live VMA that may map it, present or not. */
+function candidateEntries(k: Kernel, pfn: number): RmapHit[] {
   const out: RmapHit[] = [];
   const { vmas, index } = candidates(k, pfn);
   for (const vma of vmas) {
@@ -50,12 +51,32 @@ export function rmapWalk(k: Kernel, pfn: number): RmapHit[] {
     const vpn = vma.vpnOf(index);
     if (vpn < 0) continue;
     const g = vma.mm.pgd.ptepGetVpn(vpn);
-    if (!(g.pte & BigInt(X.PTE_P))) continue;
-    const mapped = Number((g.pte >> 12n) & 0xffffffffffn);
-    if (g.level === 1 && mapped === pfn) out.push({ mm: vma.mm, vma, vpn, level: 1, pte: g.pte });
-    else if (g.level === 2 && mapped - (mapped % 512) === pfn - (pfn % 512)) {
-      out.push({ mm: vma.mm, vma, vpn: vpn - (vpn % 512), level: 2, pte: g.pte });
+    out.push({ mm: vma.mm, vma, vpn, level: g.level, pte: g.pte });
+  }
+  return out;
+}
+
+/** rmapWalk - every present entry mapping page @pfn. */
+export function rmapWalk(k: Kernel, pfn: number): RmapHit[] {
+  const out: RmapHit[] = [];
+  for (const e of candidateEntries(k, pfn)) {
+    if (!(e.pte & BigInt(X.PTE_P))) continue;
+    const mapped = Number((e.pte >> 12n) & 0xffffffffffn);
+    if (e.level === 1 && mapped === pfn) out.push(e);
+    else if (e.level === 2 && mapped - (mapped % 512) === pfn - (pfn % 512)) {
+      e.vpn -= e.vpn % 512;
+      out.push(e);
     }
   }
   return out;
+}
+
+/**
+ * rmapWalkDevice - where device page @pfn is mapped: the non-present PTEs holding a device
+ * entry of kind @kind (device-private by default) that names it.
+ */
+export function rmapWalkDevice(k: Kernel, pfn: number, kind: number = X.SWP_DEVICE_PRIVATE): RmapHit[] {
+  return candidateEntries(k, pfn).filter(
+    (e) => e.level === 1 && !(e.pte & BigInt(X.PTE_P)) && swpKind(e.pte) === kind && swpOffset(e.pte) === pfn,
+  );
 }
