@@ -237,56 +237,45 @@ export class Dmirror {
 
   /** dmirror_read. */
   #read(first: number, c: HmmDmirrorCmd, out: { cpages: number; faults: number }): void {
-    const end = first + c.npages;
     const user = this.#buffer(c);
     const bounce = new Uint8Array(c.npages * 4096);
     const k = this.process.kernel;
-    for (;;) {
-      this.#lock();
-      let missing = -1;
-      try {
-        for (let v = first + out.cpages; v < end; v++) {
-          const e = this.pt.get(v);
-          if (!e) {
-            missing = v;
-            break;
-          }
-          bounce.set(framePageBytes(k, e.pfn), out.cpages * 4096);
-          out.cpages++;
-        }
-      } finally {
-        this.#unlock();
-      }
-      if (missing < 0) break;
-      this.#fault(missing, end, false);
-      out.faults++;
-    }
-    user.set(bounce.subarray(0, c.npages * 4096));
+    this.#copyPages(first, c.npages, false, out, (pfn, at) => bounce.set(framePageBytes(k, pfn), at));
+    user.set(bounce);
   }
 
   /** dmirror_write. */
   #write(first: number, c: HmmDmirrorCmd, out: { cpages: number; faults: number }): void {
-    const end = first + c.npages;
     const bounce = this.#buffer(c).slice(0, c.npages * 4096);
     const k = this.process.kernel;
+    this.#copyPages(first, c.npages, true, out, (pfn, at) => frameWrite(k, pfn, 0, bounce.subarray(at, at + 4096)));
+  }
+
+  /**
+   * dmirror_do_read / dmirror_do_write's loop: under the mirror's lock, copy page by page
+   * while the mirror maps the page (writably, for @write); at the first page it lacks, drop
+   * the lock, fault the rest of the range into the mirror and go on from there.
+   */
+  #copyPages(first: number, npages: number, write: boolean, out: { cpages: number; faults: number }, copy: (pfn: number, at: number) => void): void {
+    const end = first + npages;
     for (;;) {
       this.#lock();
       let missing = -1;
       try {
         for (let v = first + out.cpages; v < end; v++) {
           const e = this.pt.get(v);
-          if (!e?.write) {
+          if (!e || (write && !e.write)) {
             missing = v;
             break;
           }
-          frameWrite(k, e.pfn, 0, bounce.subarray(out.cpages * 4096, out.cpages * 4096 + 4096));
+          copy(e.pfn, out.cpages * 4096);
           out.cpages++;
         }
       } finally {
         this.#unlock();
       }
-      if (missing < 0) break;
-      this.#fault(missing, end, true);
+      if (missing < 0) return;
+      this.#fault(missing, end, write);
       out.faults++;
     }
   }
