@@ -1,8 +1,10 @@
 /**
- * Helpers of the hmm-tests.c ports: the buffer size, the dmirror command, int patterns.
+ * Helpers of the hmm-tests.c ports: the machine, the buffer size, the dmirror command, int
+ * patterns.
  */
-import type { HmmDmirrorCmd } from "../../src/drivers/dmirror.js";
-import { PAGE } from "../mm/mm-helpers.js";
+import { Dmirror, type HmmDmirrorCmd } from "../../src/drivers/dmirror.js";
+import type { Process } from "../../src/index.js";
+import { mmap, mmMachine, PAGE } from "../mm/mm-helpers.js";
 
 export const NPAGES = 1024; // HMM_BUFFER_SIZE (1024 << 12) / page size
 export const SIZE = NPAGES * PAGE;
@@ -29,3 +31,16 @@ export function holds(b: Uint8Array, f: (i: number) => number, from = 0, to = b.
   return true;
 }
 
+
+/** hmm_open: a process on a machine built from @opts, and a dmirror device file. */
+export async function dmirrorSetup(opts: Parameters<typeof mmMachine>[0]): Promise<{ p: Process; fd: Dmirror }> {
+  const p = (await mmMachine(opts)).spawn();
+  return { p, fd: new Dmirror(p) };
+}
+
+/** The test buffer: SIZE bytes mapped in @p holding ptr[i] = i. */
+export function filledBuffer(p: Process, shared = false): number {
+  const a = mmap(p, { length: SIZE, shared });
+  p.write(a, pattern(SIZE / 4, (i) => i));
+  return a;
+}

@@ -12,28 +12,19 @@ import {
   HMM_DMIRROR_WRITE,
 } from "../../src/drivers/dmirror.js";
 import {
-  FOLL, GUP_BASIC_TEST, GUP_FAST_BENCHMARK, gupTestIoctl, newGupTest, PIN_FAST_BENCHMARK, PIN_LONGTERM_BENCHMARK, type Process,
+  FOLL, GUP_BASIC_TEST, GUP_FAST_BENCHMARK, gupTestIoctl, newGupTest, PIN_FAST_BENCHMARK, PIN_LONGTERM_BENCHMARK,
 } from "../../src/index.js";
-import { caught, leaf, mmap, mmMachine, PAGE } from "../mm/mm-helpers.js";
-import { cmd, holds, ints, NPAGES, pattern, SIZE } from "./hmm-helpers.js";
+import { caught, leaf, mmap, PAGE } from "../mm/mm-helpers.js";
+import { cmd, dmirrorSetup, filledBuffer, holds, ints, NPAGES, pattern, SIZE } from "./hmm-helpers.js";
 
-async function setup(): Promise<{ p: Process; fd: Dmirror }> {
-  const m = await mmMachine({ mm: { thp: "never" } });
-  const p = m.spawn();
-  return { p, fd: new Dmirror(p) };
-}
-
-async function devSetup(): Promise<{ p: Process; fd: Dmirror }> {
-  const m = await mmMachine({ mm: { thp: "never" }, memory: { normal: "64MiB", movable: "64MiB", cma: 0, devicePrivate: "16MiB" } });
-  const p = m.spawn();
-  return { p, fd: new Dmirror(p) };
-}
+const setup = () => dmirrorSetup({ mm: { thp: "never" } });
+const devSetup = () =>
+  dmirrorSetup({ mm: { thp: "never" }, memory: { normal: "64MiB", movable: "64MiB", cma: 0, devicePrivate: "16MiB" } });
 
 describe("hmm-tests.c against dmirror: device-private memory", () => {
   it("migrate: every page moves to the device; the device holds the data", async () => {
     const { p, fd } = await devSetup();
-    const a = mmap(p, { length: SIZE });
-    p.write(a, pattern(SIZE / 4, (i) => i));
+    const a = filledBuffer(p);
     const c = cmd(a, NPAGES);
     fd.ioctl(HMM_DMIRROR_MIGRATE_TO_DEV, c);
     expect(c.cpages).toBe(NPAGES);
@@ -47,8 +38,7 @@ describe("hmm-tests.c against dmirror: device-private memory", () => {
 
   it("migrate_fault: the CPU reads half back (a fault per page migrates it), then all of it moves again", async () => {
     const { p, fd } = await devSetup();
-    const a = mmap(p, { length: SIZE });
-    p.write(a, pattern(SIZE / 4, (i) => i));
+    const a = filledBuffer(p);
     const c = cmd(a, NPAGES);
     fd.ioctl(HMM_DMIRROR_MIGRATE_TO_DEV, c);
     expect(c.cpages).toBe(NPAGES);
@@ -63,8 +53,7 @@ describe("hmm-tests.c against dmirror: device-private memory", () => {
 
   it("migrate_release: the device's memory goes away; what was on it is back in system memory", async () => {
     const { p, fd } = await devSetup();
-    const a = mmap(p, { length: SIZE });
-    p.write(a, pattern(SIZE / 4, (i) => i));
+    const a = filledBuffer(p);
     const c = cmd(a, NPAGES);
     fd.ioctl(HMM_DMIRROR_MIGRATE_TO_DEV, c);
     expect(c.cpages).toBe(NPAGES);
@@ -186,8 +175,7 @@ describe("hmm-tests.c against dmirror: device-private memory", () => {
 
   it("exclusive: the device takes every page for atomic access; the CPU's touches take them back", async () => {
     const { p, fd } = await setup();
-    const a = mmap(p, { length: SIZE });
-    p.write(a, pattern(SIZE / 4, (i) => i));
+    const a = filledBuffer(p);
     const c = cmd(a, NPAGES);
     fd.ioctl(HMM_DMIRROR_EXCLUSIVE, c);
     expect(c.cpages).toBe(NPAGES);
@@ -202,8 +190,7 @@ describe("hmm-tests.c against dmirror: device-private memory", () => {
 
   it("exclusive_mprotect: once the memory is read-only, the device cannot write it (EPERM)", async () => {
     const { p, fd } = await setup();
-    const a = mmap(p, { length: SIZE });
-    p.write(a, pattern(SIZE / 4, (i) => i));
+    const a = filledBuffer(p);
     const c = cmd(a, NPAGES);
     fd.ioctl(HMM_DMIRROR_EXCLUSIVE, c);
     expect(c.cpages).toBe(NPAGES);
@@ -213,8 +200,7 @@ describe("hmm-tests.c against dmirror: device-private memory", () => {
 
   it("exclusive_cow: fork gives the pages back to the CPU; parent and child each write their own copy", async () => {
     const { p, fd } = await setup();
-    const a = mmap(p, { length: SIZE });
-    p.write(a, pattern(SIZE / 4, (i) => i));
+    const a = filledBuffer(p);
     fd.ioctl(HMM_DMIRROR_EXCLUSIVE, cmd(a, NPAGES));
     const child = p.fork();
     for (const q of [p, child]) {

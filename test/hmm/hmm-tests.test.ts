@@ -13,15 +13,10 @@ import {
   Dmirror, HMM_DMIRROR_PROT_ERROR, HMM_DMIRROR_PROT_PMD, HMM_DMIRROR_PROT_READ, HMM_DMIRROR_PROT_WRITE, HMM_DMIRROR_PROT_ZERO,
   HMM_DMIRROR_READ, HMM_DMIRROR_SNAPSHOT, HMM_DMIRROR_WRITE,
 } from "../../src/drivers/dmirror.js";
-import type { Process } from "../../src/index.js";
-import { caught, HPAGE, mmap, mmMachine, PAGE } from "../mm/mm-helpers.js";
-import { cmd, holds, NPAGES, pattern, SIZE } from "./hmm-helpers.js";
+import { caught, HPAGE, mmap, PAGE } from "../mm/mm-helpers.js";
+import { cmd, dmirrorSetup, filledBuffer, holds, NPAGES, pattern, SIZE } from "./hmm-helpers.js";
 
-async function setup(thp: "never" | "madvise" = "never"): Promise<{ p: Process; fd: Dmirror }> {
-  const m = await mmMachine({ mm: { thp } });
-  const p = m.spawn();
-  return { p, fd: new Dmirror(p) };
-}
+const setup = (thp: "never" | "madvise" = "never") => dmirrorSetup({ mm: { thp } });
 
 describe("hmm-tests.c against dmirror", () => {
   it("open_close", async () => {
@@ -45,8 +40,7 @@ describe("hmm-tests.c against dmirror", () => {
 
   it("anon_read_prot: PROT_NONE memory cannot be read by the device (EFAULT), the mirror is untouched", async () => {
     const { p, fd } = await setup();
-    const a = mmap(p, { length: SIZE });
-    p.write(a, pattern(SIZE / 4, (i) => i));
+    const a = filledBuffer(p);
     p.mprotect(a, SIZE, "---");
     const c = cmd(a, NPAGES, pattern(SIZE / 4, (i) => -i));
     expect(caught(() => fd.ioctl(HMM_DMIRROR_READ, c)).code).toBe("EFAULT");
@@ -80,8 +74,7 @@ describe("hmm-tests.c against dmirror", () => {
 
   it("anon_write_child: after fork, the child's device writes its own copy; the parent keeps its data", async () => {
     const { p } = await setup();
-    const a = mmap(p, { length: SIZE });
-    p.write(a, pattern(SIZE / 4, (i) => i));
+    const a = filledBuffer(p);
     const child = p.fork();
     const fd = new Dmirror(child);
     const c = cmd(a, NPAGES, pattern(SIZE / 4, (i) => -i));
@@ -93,8 +86,7 @@ describe("hmm-tests.c against dmirror", () => {
 
   it("anon_write_child_shared: a MAP_SHARED anonymous buffer: the child's device writes reach the parent", async () => {
     const { p } = await setup();
-    const a = mmap(p, { length: SIZE, shared: true });
-    p.write(a, pattern(SIZE / 4, (i) => i));
+    const a = filledBuffer(p, true);
     const child = p.fork();
     const fd = new Dmirror(child);
     const c = cmd(a, NPAGES, pattern(SIZE / 4, (i) => -i));
