@@ -10,7 +10,7 @@ import { DmaFence, dmaFenceContextAlloc, dmaFenceSignal } from "../../src/dma-bu
 import {
   DMA_RESV_USAGE_BOOKKEEP, DMA_RESV_USAGE_KERNEL, DMA_RESV_USAGE_NAMES, DMA_RESV_USAGE_READ, DMA_RESV_USAGE_WRITE, dmaResvAddFence,
   dmaResvForEachFence, dmaResvForEachFenceUnlocked, dmaResvGetFences, dmaResvInit, dmaResvLock, dmaResvReserveFences,
-  dmaResvTestSignaled, dmaResvUnlock, dmaResvUsageRw, dmaResvWaitTimeout,
+  dmaResvTestSignaled, dmaResvUnlock, dmaResvUsageRw, dmaResvWaitTimeout, type DmaResv,
 } from "../../src/dma-buf/dma-resv.js";
 import { wwAcquireInit } from "../../src/locking/ww-mutex.js";
 import type { Kernel } from "../../src/index.js";
@@ -18,6 +18,14 @@ import { caught, mmMachine } from "../mm/mm-helpers.js";
 
 async function kernel(): Promise<Kernel> {
   return (await mmMachine()).kernel;
+}
+
+/** Publish @fences, each [fence, usage], the way a driver does: lock, reserve, add, unlock. */
+function publish(resv: DmaResv, ...fences: [DmaFence, number][]): void {
+  dmaResvLock(resv, null);
+  dmaResvReserveFences(resv, fences.length);
+  for (const [f, usage] of fences) dmaResvAddFence(resv, f, usage);
+  dmaResvUnlock(resv);
 }
 
 describe("st-dma-resv", () => {
@@ -59,20 +67,14 @@ describe("st-dma-resv", () => {
       const k = await kernel();
       const f = new DmaFence(k);
       const resv = dmaResvInit(k);
-      dmaResvLock(resv, null);
-      dmaResvReserveFences(resv, 2);
-      dmaResvAddFence(resv, f, usage);
-      dmaResvUnlock(resv);
+      publish(resv, [f, usage]);
       expect([...dmaResvForEachFenceUnlocked(resv, usage)].map((e) => e.fence)).toEqual([f]);
       let restarts = 0;
       const seen: DmaFence[] = [];
       for (const e of dmaResvForEachFenceUnlocked(resv, usage, () => restarts++)) {
         seen.push(e.fence);
         if (seen.length === 1) {
-          dmaResvLock(resv, null);
-          dmaResvReserveFences(resv, 1);
-          dmaResvAddFence(resv, new DmaFence(k), usage);
-          dmaResvUnlock(resv);
+          publish(resv, [new DmaFence(k), usage]);
         }
       }
       expect(restarts).toBe(1);
@@ -83,10 +85,7 @@ describe("st-dma-resv", () => {
       const k = await kernel();
       const f = new DmaFence(k);
       const resv = dmaResvInit(k);
-      dmaResvLock(resv, null);
-      dmaResvReserveFences(resv, 1);
-      dmaResvAddFence(resv, f, usage);
-      dmaResvUnlock(resv);
+      publish(resv, [f, usage]);
       expect(dmaResvGetFences(resv, usage)).toEqual([f]);
     });
   }
@@ -97,10 +96,7 @@ describe("dma_resv rules", () => {
     const k = await kernel();
     const resv = dmaResvInit(k);
     const fs = [0, 1, 2, 3].map(() => new DmaFence(k));
-    dmaResvLock(resv, null);
-    dmaResvReserveFences(resv, 4);
-    fs.forEach((f, usage) => dmaResvAddFence(resv, f, usage));
-    dmaResvUnlock(resv);
+    publish(resv, ...fs.map((f, usage): [DmaFence, number] => [f, usage]));
     expect(dmaResvGetFences(resv, DMA_RESV_USAGE_KERNEL)).toEqual([fs[0]]);
     expect(dmaResvGetFences(resv, DMA_RESV_USAGE_READ)).toEqual(fs.slice(0, 3));
     expect(dmaResvUsageRw(true)).toBe(DMA_RESV_USAGE_READ);
@@ -131,11 +127,11 @@ describe("dma_resv rules", () => {
   it("wait: the time left once every fence signalled, 0 on timeout", async () => {
     const k = await kernel();
     const resv = dmaResvInit(k);
-    dmaResvLock(resv, null);
-    dmaResvReserveFences(resv, 2);
-    dmaResvAddFence(resv, new DmaFence(k, { completesAt: k.clock.now + 300 }), DMA_RESV_USAGE_WRITE);
-    dmaResvAddFence(resv, new DmaFence(k, { completesAt: k.clock.now + 500 }), DMA_RESV_USAGE_READ);
-    dmaResvUnlock(resv);
+    publish(
+      resv,
+      [new DmaFence(k, { completesAt: k.clock.now + 300 }), DMA_RESV_USAGE_WRITE],
+      [new DmaFence(k, { completesAt: k.clock.now + 500 }), DMA_RESV_USAGE_READ],
+    );
     expect(dmaResvWaitTimeout(resv, DMA_RESV_USAGE_READ, false, 400)).toBe(0); // the second is later than 400
     expect(dmaResvWaitTimeout(resv, DMA_RESV_USAGE_READ, false, 1000)).toBe(1000 - 100);
     expect(dmaResvTestSignaled(resv, DMA_RESV_USAGE_BOOKKEEP)).toBe(true);
