@@ -219,7 +219,7 @@ function doWpPage(k: Kernel, mm: MmStruct, vma: Vma, vpn: number, pte: bigint, f
       k.trace.count("mm.fault.wp_shared");
       return "ok";
     }
-    return cowPage(k, mm, vma, vpn, pte, pfn, f, "mm.fault.cow_file");
+    return cowPage(k, mm, vma, vpn, pfn, f, "mm.fault.cow_file");
   }
   // wp_can_reuse_anon_folio: exclusive, or the only reference (a small folio only).
   const exclusive = (k.flagsOf(pfn) & F.PG_anon_exclusive) !== 0;
@@ -233,12 +233,12 @@ function doWpPage(k: Kernel, mm: MmStruct, vma: Vma, vpn: number, pte: bigint, f
     k.trace.count("mm.fault.cow_reuse");
     return "ok";
   }
-  return cowPage(k, mm, vma, vpn, pte, pfn, f, "mm.fault.cow_copy");
+  return cowPage(k, mm, vma, vpn, pfn, f, "mm.fault.cow_copy");
 }
 
 /** wp_page_copy: a new exclusive copy for this mm; the old page loses a mapping. */
 function cowPage(
-  k: Kernel, mm: MmStruct, vma: Vma, vpn: number, pte: bigint, pfn: number, f: FaultFlags, counter: string,
+  k: Kernel, mm: MmStruct, vma: Vma, vpn: number, pfn: number, f: FaultFlags, counter: string,
 ): FaultResult {
   const page = k.allocUserFolio(0);
   k.check(k.core.x.copyHighpage(page, pfn), "copyHighpage");
@@ -263,7 +263,7 @@ function cowPage(
 }
 
 /** do_huge_pmd_wp_page: a write to a read-only 2 MiB leaf: reuse, or split and copy a page. */
-function doHugePmdWp(k: Kernel, mm: MmStruct, vma: Vma, vpn: number, pte: bigint, f: FaultFlags): FaultResult {
+function doHugePmdWp(k: Kernel, mm: MmStruct, vpn: number, pte: bigint, f: FaultFlags): FaultResult {
   const head = pfnOf(pte) - (pfnOf(pte) % 512);
   if ((k.flagsOf(head) & F.PG_anon_exclusive) !== 0 && !f.unshare) {
     k.check(k.core.x.ptepSet(mm.pgd.pfn, vpn - (vpn % 512), 2, Number((pte | RW | D | A) & 0xffffffffn), Number(pte >> 32n)), "handleMmFault");
@@ -294,7 +294,7 @@ export function handleMmFaultLocked(mm: MmStruct, vpn: number, f: FaultFlags): F
   }
   if (!(pte & P)) return doSwapPage(k, mm, vma, vpn, pte, f);
   if ((f.write || f.unshare) && !(pte & RW)) {
-    return huge ? doHugePmdWp(k, mm, vma, vpn, pte, f) : doWpPage(k, mm, vma, vpn, pte, f);
+    return huge ? doHugePmdWp(k, mm, vpn, pte, f) : doWpPage(k, mm, vma, vpn, pte, f);
   }
   if (f.unshare && !huge) {
     const head = k.folioOf(pfnOf(pte));

@@ -26,18 +26,17 @@
 import * as F from "../abi/frame.js";
 import * as H from "../abi/header.js";
 import * as X from "../abi/x86.js";
-import { type Address, addressOf, pageCount, pageNumber } from "../core/addr.js";
+import { addressOf } from "../core/addr.js";
 import { DmaError, einval } from "../errors.js";
 import type { Inode } from "../fs/inode.js";
 import { mkPte, pteBits } from "./fault.js";
 import type { Kernel } from "./kernel.js";
 import type { MmStruct } from "./mm.js";
 import type { Gfp } from "./phys.js";
-import type { Process } from "./process.js";
 import { pageMappingIndex, rmapWalk } from "./rmap.js";
-import { swpKind, swpOffset } from "./swap.js";
+import { swpOffset } from "./swap.js";
 import { flushTlbMmRange } from "./tlbflush.js";
-import { VM_EXEC, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE, type Vma } from "./vma.js";
+import { VM_EXEC, VM_READ, VM_WRITE, type Vma } from "./vma.js";
 import { folioMaybeDmaPinned } from "./writeback.js";
 import { mmuNotifierInvalidateRangeEnd, mmuNotifierInvalidateRangeStart } from "../notifier/mmu-notifier.js";
 import { mmuNotifierRangeInit } from "../notifier/range.js";
@@ -51,12 +50,10 @@ const MIGRATE_FLAGS =
   F.PG_referenced | F.PG_uptodate | F.PG_dirty | F.PG_active | F.PG_swapbacked | F.PG_unevictable |
   F.PG_mlocked | F.PG_anon | F.PG_large_rmappable;
 
-const P = BigInt(X.PTE_P);
 const RW = BigInt(X.PTE_RW);
 const US = BigInt(X.PTE_US);
 const A = BigInt(X.PTE_A);
 const D = BigInt(X.PTE_D);
-const SPECIAL = BigInt(X.PTE_SOFTW1);
 const FRAME_2M = 0x000f_ffff_ffe0_0000n;
 
 export type MigrateZone = "NORMAL" | "MOVABLE" | "CMA";

@@ -15,8 +15,6 @@ async function setup(thp: "always" | "madvise" | "never" = "madvise"): Promise<{
   return { m, p: m.spawn(0) };
 }
 
-const spans = (p: Process): string[] => p.maps().map((e) => `${(Number(e.start) / PAGE).toString(16)}-${(Number(e.end) / PAGE).toString(16)} ${e.perms}`);
-
 describe("split_vma and vma_merge, as /proc/pid/maps shows them", () => {
   it("munmap of the middle of a VMA splits it in two; the outer pages keep their data, the hole faults", async () => {
     const { p } = await setup();
