@@ -68,8 +68,17 @@ const P = X.PTE_P;
 const RW = X.PTE_RW;
 const US = X.PTE_US;
 const SPECIAL = X.PTE_SOFTW1;
-/** The map-order bits of a leaf at each level (1: 4 KiB, 2: 2 MiB, 3: 1 GiB). */
-const ORDER_BITS = [0n, 0n, 9n << HMM_PFN_ORDER_SHIFT, 18n << HMM_PFN_ORDER_SHIFT, 27n << HMM_PFN_ORDER_SHIFT];
+/*
+ * The walk reads and writes range.hmmPfns as pairs of 32-bit words (little-endian, as the
+ * core's memory): every flag lives in the high word (VALID bit 31, WRITE 30, ERROR 29, the
+ * order in bits 28..24) and a pfn below 2^40 spans the low word and the high word's low
+ * byte, so no page costs a BigInt.
+ */
+const VALID_HI = Number(HMM_PFN_VALID >> 32n) >>> 0;
+const WRITE_HI = Number(HMM_PFN_WRITE >> 32n) >>> 0;
+const ERROR_HI = Number(HMM_PFN_ERROR >> 32n) >>> 0;
+/** The map-order bits of a leaf at each level (1: 4 KiB, 2: 2 MiB, 3: 1 GiB), high word. */
+const ORDER_HI = [0, 0, 9 << 24, 18 << 24, 27 << 24];
 const NEED_FAULT = 1;
 const NEED_WRITE_FAULT = 2;
 
@@ -78,12 +87,39 @@ class Again {
   constructor(readonly from: number) {}
 }
 
-/** hmm_pte_need_fault: what @req asks of a page the CPU maps with @cpu (VALID/WRITE bits). */
-function needFault(req: bigint, cpu: bigint): number {
-  if (!(req & HMM_PFN_REQ_FAULT)) return 0;
-  if (req & HMM_PFN_REQ_WRITE && !(cpu & HMM_PFN_WRITE)) return NEED_FAULT | NEED_WRITE_FAULT;
-  if (!(cpu & HMM_PFN_VALID)) return NEED_FAULT;
+/** range.hmmPfns as 32-bit words, and the high words of its request mask and default flags. */
+interface Words {
+  w: Uint32Array;
+  maskHi: number;
+  defaultHi: number;
+}
+
+function wordsOf(range: HmmRange): Words {
+  const out = range.hmmPfns;
+  return {
+    w: new Uint32Array(out.buffer, out.byteOffset, out.length * 2),
+    maskHi: Number((range.pfnFlagsMask >> 32n) & 0xffffffffn),
+    defaultHi: Number((range.defaultFlags >> 32n) & 0xffffffffn),
+  };
+}
+
+/** The high word of page @i's request: its entry masked by pfnFlagsMask, ORed with defaultFlags. */
+function requestHi(r: Words, i: number): number {
+  return (r.w[2 * i + 1]! & r.maskHi) | r.defaultHi;
+}
+
+/** hmm_pte_need_fault: what request @req asks of a page the CPU maps with @cpu (high words). */
+function needFault(req: number, cpu: number): number {
+  if (!(req & VALID_HI)) return 0; // HMM_PFN_REQ_FAULT
+  if (req & WRITE_HI && !(cpu & WRITE_HI)) return NEED_FAULT | NEED_WRITE_FAULT;
+  if (!(cpu & VALID_HI)) return NEED_FAULT;
   return 0;
+}
+
+/** Store @pfn with high-word flags @hi as page @i's output. */
+function store(w: Uint32Array, i: number, pfn: number, hi: number): void {
+  w[2 * i] = pfn % 0x100000000;
+  w[2 * i + 1] = Math.floor(pfn / 0x100000000) | hi;
 }
 
 /**
@@ -123,6 +159,7 @@ export function hmmRangeFault(range: HmmRange): void {
 /** The walk of [@from, @end) (walk_page_range over the VMAs), outputs from range.hmmPfns[@from - @first]. */
 function walkRange(mm: MmStruct, range: HmmRange, first: number, from: number, end: number): void {
   const snapshotOnly = !((range.defaultFlags | range.pfnFlagsMask) & HMM_PFN_REQ_FAULT);
+  const words = wordsOf(range);
   let at = from;
   while (at < end) {
     const vma = mm.vmas.find(at) ?? null;
@@ -131,7 +168,7 @@ function walkRange(mm: MmStruct, range: HmmRange, first: number, from: number, e
       // hmm_vma_walk_hole / hmm_vma_walk_test: requested -> EFAULT, else HMM_PFN_ERROR.
       if (!snapshotOnly) {
         for (let v = at; v < next; v++) {
-          if (needFault(request(range, v - first), 0n)) {
+          if (needFault(requestHi(words, v - first), 0)) {
             throw new DmaError("EFAULT", `hmmRangeFault: ${hexAddr(v)} ${vma ? "is not readable memory with struct pages" : "is not mapped"}`, { arg: "range" });
           }
         }
@@ -140,7 +177,7 @@ function walkRange(mm: MmStruct, range: HmmRange, first: number, from: number, e
       at = next;
       continue;
     }
-    walkVma(mm, range, first, at, next, vma.flags, snapshotOnly);
+    walkVma(mm, range, words, first, at, next, vma.flags, snapshotOnly);
     at = next;
   }
 }
@@ -150,21 +187,17 @@ function nextVmaStart(mm: MmStruct, at: number, end: number): number {
   return after ? after.start : end;
 }
 
-function request(range: HmmRange, i: number): bigint {
-  return (range.hmmPfns[i]! & range.pfnFlagsMask) | range.defaultFlags;
-}
-
 function hexAddr(vpn: number): string {
   return `0x${addressOf(vpn).toString(16)}`;
 }
 
 /** The PTEs of [@at, @end) inside one VMA, read a batch at a time from the core. */
-function walkVma(mm: MmStruct, range: HmmRange, first: number, at: number, end: number, vmFlags: number, snapshotOnly: boolean): void {
+function walkVma(mm: MmStruct, range: HmmRange, words: Words, first: number, at: number, end: number, vmFlags: number, snapshotOnly: boolean): void {
   const k = mm.kernel;
   const c = k.core;
   const max = c.x.ptepRangeMax();
   const zero = k.zeroPfn;
-  const out = range.hmmPfns;
+  const w = words.w;
   while (at < end) {
     const n = Math.min(max, end - at);
     k.check(c.x.ptepRange(mm.pgd.pfn, at, n), "hmmRangeFault");
@@ -175,36 +208,34 @@ function walkVma(mm: MmStruct, range: HmmRange, first: number, at: number, end: 
       const hi = u32[base + 3 * i + 1]!;
       const level = u32[base + 3 * i + 2]!;
       const v = at + i;
-      let cpu = 0n;
+      let cpu = 0; // VALID/WRITE, high word
       let pfn = 0;
-      let order = 0n; // the map-order bits
       let special = false;
       if (lo & P) {
         const leafPfn = (hi & 0xfffff) * 2 ** 20 + (lo >>> 12);
         const span = level === 1 ? 1 : 2 ** (9 * (level - 1));
         pfn = leafPfn - (leafPfn % span) + (v % span);
-        order = ORDER_BITS[level]!;
         special = level === 1 && (lo & SPECIAL) !== 0 && pfn !== zero;
         // PROT_NONE (the emulator's: no US bit) reads as not valid, as pte_protnone does.
-        if (lo & US && !special) cpu = HMM_PFN_VALID | (lo & RW && pfn !== zero ? HMM_PFN_WRITE : 0n);
+        if (lo & US && !special) cpu = VALID_HI | (lo & RW && pfn !== zero ? WRITE_HI : 0);
       } else if (level === 1 && ((lo >>> X.SWP_KIND_SHIFT) & X.SWP_KIND_MASK) === X.SWP_DEVICE_PRIVATE) {
         // A device-private page: reported to its owner, faulted back (migrated) for anyone else.
         const page = (hi & 0xfffff) * 2 ** 20 + (lo >>> 12);
         if (pagemapOf(k, page)?.owner === range.devPrivateOwner && range.devPrivateOwner !== null) {
           // Reported as it is, never faulted (even for a write request on a read-only entry).
-          out[v - first] = BigInt(page) | HMM_PFN_VALID | (lo & X.SWP_WRITE ? HMM_PFN_WRITE : 0n);
+          store(w, v - first, page, VALID_HI | (lo & X.SWP_WRITE ? WRITE_HI : 0));
           continue;
         }
       }
-      const req = snapshotOnly ? 0n : request(range, v - first);
-      const need = needFault(req, cpu);
+      const need = snapshotOnly ? 0 : needFault(requestHi(words, v - first), cpu);
       if (special) {
         if (need) throw new DmaError("EFAULT", `hmmRangeFault: ${hexAddr(v)} is a special mapping (no struct page)`, { arg: "range" });
-        out[v - first] = HMM_PFN_ERROR;
+        store(w, v - first, 0, ERROR_HI);
         continue;
       }
       if (need) fault(mm, v, Math.min(end, v - (v % 512) + 512), need, vmFlags);
-      out[v - first] = cpu ? BigInt(pfn) | (order ? cpu | order : cpu) : 0n;
+      if (cpu) store(w, v - first, pfn, cpu | ORDER_HI[level]!);
+      else store(w, v - first, 0, 0);
     }
     at += n;
   }
