@@ -32,6 +32,11 @@ export {
 export { ptProtect } from "./mmu/protect";
 export { ptepGet, ptepSet, ptepRange, ptepRangeMax } from "./mmu/ptep";
 export { pcieRoute, pcieRouteMax } from "./pcie/route";
+export { iommuSetDevice, iommuSetPasid } from "./iommu/devtab";
+export { iommuTranslate, iommuTranslateMax } from "./iommu/translate";
+export { iotlbInvalidate } from "./iommu/iotlb";
+export { atcInvalidate } from "./iommu/atc";
+export { iommuDma } from "./iommu/dma";
 export {
   cpuWriteCr3, cpuSetCtrl, cpuWrpkru, tlbFlushRange, tlbFlushPcidRange, tlbInvpcid, translateBatch,
 } from "./mmu/cpu";

@@ -13,8 +13,10 @@ import {
   ZCFG_PAGES, ZCFG_KIND, HDR_FRAMES_BASE, HDR_ZONES_BASE, HDR_CPUS_BASE, HDR_TLB_BASE,
   HDR_RINGS_BASE, HDR_POOL_BASE, HDR_TLB_STRIDE, HDR_RING_STRIDE, HDR_MEM_PAGES,
   HDR_MEM_PAGES_MAX, MAX_THREADS, MAX_CPUS, ZONE_SIZE, CPU_SIZE, TLBE_SIZE, RING_ENTRY0,
-  RENT_SIZE, HDR_SWAP_SLOTS, HDR_SWAP_BASE, SWPE_SIZE,
+  RENT_SIZE, HDR_SWAP_SLOTS, HDR_SWAP_BASE, SWPE_SIZE, HDR_IOMMU_DEVS, HDR_IOTLB_SETS, HDR_IOTLB_WAYS,
+  HDR_ATC_SETS, HDR_ATC_WAYS, HDR_DEVTAB_BASE, HDR_IOTLB_BASE, HDR_ATC_BASE, HDR_ATC_STRIDE,
 } from "../src/abi/header";
+import { DTE_SIZE, IOTE_SIZE } from "../src/abi/iommu";
 import { FRAME_SIZE, MAX_ZONES, ZONE_DEVICE_PRIVATE } from "../src/abi/frame";
 import { EINVAL } from "../src/abi/errno";
 import { R_CONFIG } from "../src/abi/reason";
@@ -41,6 +43,15 @@ export let PHYS_BITS: u32 = 46;
 export let POOL_MAX_SLOTS: u32 = 0;
 export let POOL_GROW_SLOTS: u32 = 0;
 export let SWAP_SLOTS: u32 = 0;
+export let DEVTAB: usize = 0;
+export let IOTLB: usize = 0;
+export let ATC: usize = 0;
+export let ATC_STRIDE: u32 = 0;
+export let IOMMU_DEVS: u32 = 0;
+export let IOTLB_SETS: u32 = 0;
+export let IOTLB_WAYS: u32 = 0;
+export let ATC_SETS: u32 = 0;
+export let ATC_WAYS: u32 = 0;
 /** Bits of a linear address the paging mode translates: 48 or 57. */
 export let VA_BITS: u32 = 48;
 /** Frames addressable by a page-table entry: 1 << (PHYS_BITS - 12). */
@@ -119,6 +130,23 @@ export function coreLayout(): i32 {
   const ringStride = alignUp(<u64>RING_ENTRY0 + <u64>ringEntries * RENT_SIZE, 64);
   const rings = at;
   at = alignUp(at + <u64>threads * ringStride, 64);
+  const devs = hdr(HDR_IOMMU_DEVS);
+  if (devs < 1 || devs > 65536) return bad(HDR_IOMMU_DEVS);
+  const ioSets = hdr(HDR_IOTLB_SETS);
+  if (ioSets < 1 || ioSets > 65536 || (ioSets & (ioSets - 1)) != 0) return bad(HDR_IOTLB_SETS);
+  const ioWays = hdr(HDR_IOTLB_WAYS);
+  if (ioWays < 1 || ioWays > 64) return bad(HDR_IOTLB_WAYS);
+  const atcSets = hdr(HDR_ATC_SETS);
+  if (atcSets < 1 || atcSets > 4096 || (atcSets & (atcSets - 1)) != 0) return bad(HDR_ATC_SETS);
+  const atcWays = hdr(HDR_ATC_WAYS);
+  if (atcWays < 1 || atcWays > 64) return bad(HDR_ATC_WAYS);
+  const devtab = at;
+  at = alignUp(at + <u64>devs * DTE_SIZE, 64);
+  const iotlb = at;
+  at = alignUp(at + <u64>ioSets * ioWays * IOTE_SIZE, 64);
+  const atcStride = <u64>atcSets * atcWays * IOTE_SIZE;
+  const atc = at;
+  at = alignUp(at + <u64>devs * atcStride, 64);
   const swapSlots = <u64>hdr(HDR_SWAP_SLOTS);
   if (swapSlots > <u64>1 << 28) return bad(HDR_SWAP_SLOTS);
   const swap = at;
@@ -140,6 +168,10 @@ export function coreLayout(): i32 {
   hdrSet(HDR_POOL_BASE, <u32>pool);
   hdrSet(HDR_SWAP_BASE, <u32>swap);
   hdrSet(HDR_TLB_STRIDE, <u32>tlbStride);
+  hdrSet(HDR_DEVTAB_BASE, <u32>devtab);
+  hdrSet(HDR_IOTLB_BASE, <u32>iotlb);
+  hdrSet(HDR_ATC_BASE, <u32>atc);
+  hdrSet(HDR_ATC_STRIDE, <u32>atcStride);
   hdrSet(HDR_RING_STRIDE, <u32>ringStride);
   hdrSet(HDR_MEM_PAGES, <u32>(alignUp(pool, 65536) >> 16));
   hdrSet(HDR_MEM_PAGES_MAX, <u32>(alignUp(pool + (maxSlots << 12), 65536) >> 16));
@@ -169,6 +201,15 @@ export function layoutLoad(): void {
   POOL_GROW_SLOTS = hdr(HDR_POOL_GROW_SLOTS);
   SWAP = hdr(HDR_SWAP_BASE);
   SWAP_SLOTS = hdr(HDR_SWAP_SLOTS);
+  DEVTAB = hdr(HDR_DEVTAB_BASE);
+  IOTLB = hdr(HDR_IOTLB_BASE);
+  ATC = hdr(HDR_ATC_BASE);
+  ATC_STRIDE = hdr(HDR_ATC_STRIDE);
+  IOMMU_DEVS = hdr(HDR_IOMMU_DEVS);
+  IOTLB_SETS = hdr(HDR_IOTLB_SETS);
+  IOTLB_WAYS = hdr(HDR_IOTLB_WAYS);
+  ATC_SETS = hdr(HDR_ATC_SETS);
+  ATC_WAYS = hdr(HDR_ATC_WAYS);
   VA_BITS = LEVELS == 5 ? 57 : 48;
   MAX_PFN = <u64>1 << (PHYS_BITS - 12);
 }

@@ -80,6 +80,18 @@ export const MachineOptionsSchema = v.strictObject({
     v.strictObject({ sets: v.optional(powerOfTwo(65536), 128), ways: v.optional(int(1, 64), 12) }),
     {},
   ),
+  /**
+   * The IOMMU: device-table entries (requester ids), the IOTLB's geometry (default 512
+   * entries, 8 ways) and each ATS device's ATC (default 64 entries, 4 ways).
+   */
+  iommu: v.optional(
+    v.strictObject({
+      devices: v.optional(int(1, 65536), 64),
+      iotlb: v.optional(v.strictObject({ sets: v.optional(powerOfTwo(65536), 64), ways: v.optional(int(1, 64), 8) }), {}),
+      atc: v.optional(v.strictObject({ sets: v.optional(powerOfTwo(4096), 16), ways: v.optional(int(1, 64), 4) }), {}),
+    }),
+    {},
+  ),
   /** Threads (main + Workers) that may attach at once. */
   threads: v.optional(int(1, MAX_THREADS), 8),
   /** Entries of each thread's request ring: the largest batch one core call takes. */
@@ -131,6 +143,7 @@ export interface MachineConfig {
   levels: 4 | 5;
   physAddrBits: number;
   tlb: { sets: number; ways: number };
+  iommu: { devices: number; iotlb: { sets: number; ways: number }; atc: { sets: number; ways: number } };
   threads: number;
   ringEntries: number;
   backingMaxSlots: number;
@@ -197,6 +210,11 @@ export function parseMachineOptions(options: unknown = {}): MachineConfig {
     levels: o.paging.levels,
     physAddrBits: o.paging.physAddrBits,
     tlb: { sets: o.tlb.sets, ways: o.tlb.ways },
+    iommu: {
+      devices: o.iommu.devices,
+      iotlb: { sets: o.iommu.iotlb.sets, ways: o.iommu.iotlb.ways },
+      atc: { sets: o.iommu.atc.sets, ways: o.iommu.atc.ways },
+    },
     threads: o.threads,
     ringEntries: o.ringEntries,
     backingMaxSlots: backingMax / 4096,

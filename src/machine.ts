@@ -209,6 +209,11 @@ function writeHeader(core: Core, cfg: MachineConfig): void {
   core.setHdr(H.HDR_NR_FRAMES, cfg.nrFrames);
   core.setHdr(H.HDR_POOL_GROW_SLOTS, POOL_GROW_SLOTS);
   core.setHdr(H.HDR_SWAP_SLOTS, cfg.swapSlots);
+  core.setHdr(H.HDR_IOMMU_DEVS, cfg.iommu.devices);
+  core.setHdr(H.HDR_IOTLB_SETS, cfg.iommu.iotlb.sets);
+  core.setHdr(H.HDR_IOTLB_WAYS, cfg.iommu.iotlb.ways);
+  core.setHdr(H.HDR_ATC_SETS, cfg.iommu.atc.sets);
+  core.setHdr(H.HDR_ATC_WAYS, cfg.iommu.atc.ways);
   cfg.zones.forEach((z, i) => {
     const at = H.HDR_ZONE_CFG + i * H.ZCFG_SIZE;
     core.setHdr(at + H.ZCFG_START, z.startPfn);

@@ -150,7 +150,7 @@ describe("zones", () => {
 });
 
 describe("defaults", () => {
-  it("are the documented ones: 4 GiB NORMAL, 1 GiB MOVABLE, 256 MiB CMA, 1 GiB swap, THP on madvise, 4 CPUs, 4-level paging, 46-bit PAs, a 128x12 TLB, 8 threads, 4096-entry rings, seed 1, tracing on with 100,000 events, the pinned-writeback, lockdep, coherency and dma-buf ownership checkers on with call sites", () => {
+  it("are the documented ones: 4 GiB NORMAL, 1 GiB MOVABLE, 256 MiB CMA, 1 GiB swap, THP on madvise, 4 CPUs, 4-level paging, 46-bit PAs, a 128x12 TLB, an IOMMU of 64 devices with a 64x8 IOTLB and 16x4 ATCs, 8 threads, 4096-entry rings, seed 1, tracing on with 100,000 events, the pinned-writeback, lockdep, coherency and dma-buf ownership checkers on with call sites", () => {
     const c = parseMachineOptions({});
     expect(c).toEqual({
       zones: [
@@ -163,6 +163,7 @@ describe("defaults", () => {
       levels: 4,
       physAddrBits: 46,
       tlb: { sets: 128, ways: 12 },
+      iommu: { devices: 64, iotlb: { sets: 64, ways: 8 }, atc: { sets: 16, ways: 4 } },
       threads: 8,
       ringEntries: 4096,
       backingMaxSlots: GiB / 4096,

@@ -9,11 +9,12 @@
  * Linear page numbers (lvpn) are the VA's low VA_BITS bits >> 12: the canonical upper half
  * lands at the top of [0, 2^(VA_BITS-12)), the way the PML4/PML5 index sees it.
  */
+import { devtabUser } from "../iommu/devtab";
 import { FRAME_REFCOUNT, FRAME_BACKING, PG_pgtable, PFN_NONE } from "../../src/abi/frame";
 import { EINVAL, ENOMEM, EBUSY } from "../../src/abi/errno";
 import {
   R_VA_ALIGN, R_SIZE_ZERO, R_SIZE_ALIGN, R_NONCANONICAL, R_CROSS_HALF, R_ROOT, R_NO_FRAMES,
-  R_NO_POOL, R_BUSY_TABLES, R_ROOT_IN_USE,
+  R_NO_POOL, R_BUSY_TABLES, R_ROOT_IN_USE, R_ROOT_DEVICE,
 } from "../../src/abi/reason";
 import { LEVELS, VA_BITS, NR_FRAMES, NR_CPUS, CPUS, THREADS } from "../layout";
 import { THREAD } from "../ring";
@@ -166,7 +167,7 @@ export function pgdAlloc(): i64 {
 /**
  * pgdFree - free an empty root table. -EBUSY while it still maps something, or while a CPU
  * runs on it (its CR3 points there: switch the CPU away first, as Linux does before
- * pgd_free()).
+ * pgd_free()), or while an IOMMU device or PASID entry walks it.
  */
 export function pgdFree(root: f64): i32 {
   const r = rootCheck(root);
@@ -176,6 +177,8 @@ export function pgdFree(root: f64): i32 {
   for (let cpu: u32 = 0; cpu < NR_CPUS; cpu++) {
     if (load<u32>(CPUS + <usize>cpu * CPU_SIZE + CPU_CR3_PFN) == pfn) return fail(EBUSY, R_ROOT_IN_USE, cpu);
   }
+  const dev = devtabUser(pfn);
+  if (dev >= 0) return fail(EBUSY, R_ROOT_DEVICE, dev);
   opTables = 0;
   tableFree(pfn);
   return 0;

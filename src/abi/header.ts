@@ -10,7 +10,8 @@
  *            | config (host writes)      |  0x00 .. 0x3f
  *            | zone config, 8 x 16 bytes |  0x40 .. 0xbf
  *            | region bases (coreLayout) |  0xc0 .. 0xef
- *            | shared runtime words      |  0xf0 .. 0x1b7  (atomics)
+ *            | shared runtime words      |  0xf0 .. 0x1af  (atomics)
+ *            | IOMMU config, bases, IOTLB|  0x1b0 .. 0x1ef
  *            +---------------------------+
  *  memory:   header | static data | frames | zones | cpus | tlbs | rings | backing pool ->
  * ```
@@ -78,7 +79,21 @@ export const HDR_FOLL_PIN_RELEASED = 0x128;
  * interrupts off does not answer). MAX_THREADS words.
  */
 export const HDR_GUP_WALKERS = 0x130;
-export const HDR_SIZE = 0x1b0;
+/* The IOMMU (records in src/abi/iommu.ts): configuration the host writes ... */
+export const HDR_IOMMU_DEVS = 0x1b0; // device-table entries (requester ids)
+export const HDR_IOTLB_SETS = 0x1b4;
+export const HDR_IOTLB_WAYS = 0x1b8;
+export const HDR_ATC_SETS = 0x1bc; // per ATS-capable device
+export const HDR_ATC_WAYS = 0x1c0;
+/* ... region bases coreLayout writes ... */
+export const HDR_DEVTAB_BASE = 0x1c4;
+export const HDR_IOTLB_BASE = 0x1c8;
+export const HDR_ATC_BASE = 0x1cc;
+export const HDR_ATC_STRIDE = 0x1d0; // bytes of ATC per device
+/* ... and the IOTLB's own words. */
+export const HDR_IOTLB_TICK = 0x1d8; // u64: LRU clock
+export const HDR_IOTLB_LIVE = 0x1e0; // 3 x u32: live entries by page size
+export const HDR_SIZE = 0x1f0;
 
 /*
  * The swap map (mm/swapfile.c swap_map): one record per swap slot.

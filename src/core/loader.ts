@@ -30,6 +30,13 @@ export interface CoreExports {
   ptepRangeMax(): number;
   pcieRoute(nnodes: number, nreq: number): number;
   pcieRouteMax(nnodes: number): number;
+  iommuSetDevice(dev: number, flags: number, type: number, domain: number, root: number): number;
+  iommuSetPasid(dev: number, pasid: number, domain: number, root: number): number;
+  iommuTranslate(n: number, flags: number): number;
+  iommuTranslateMax(): number;
+  iotlbInvalidate(domain: number, pasid: number, vpn: number, npages: number, gran: number): number;
+  atcInvalidate(dev: number, pasid: number, vpn: number, npages: number, allPasids: number): number;
+  iommuDma(n: number, flags: number): number;
   cpuWriteCr3(cpu: number, root: number, pcid: number, noflush: number): number;
   cpuSetCtrl(cpu: number, ctrl: number): number;
   cpuWrpkru(cpu: number, pkru: number): number;
@@ -64,6 +71,7 @@ const EXPORTS: readonly (keyof CoreExports)[] = [
   "folioRef", "pageMapcount", "folioEntireMapcount", "folioPincount", "pageFlags", "pageSetMapping",
   "copyHighpage", "splitHugePmd", "swapOut", "swapIn", "swapPut", "swapCount", "gupRange", "gupMaxPages",
   "unpinPages", "ptepRange", "ptepRangeMax", "pcieRoute", "pcieRouteMax",
+  "iommuSetDevice", "iommuSetPasid", "iommuTranslate", "iommuTranslateMax", "iotlbInvalidate", "atcInvalidate", "iommuDma",
 ];
 
 /** Where the build puts the core, relative to this file in src/ and in dist/ alike. */

@@ -47,6 +47,11 @@ const WHY = new Map<number, Why>([
   [R.R_CTRL, { arg: "control", text: (f) => `unknown control bits 0x${f.toString(16)}` }],
   [R.R_DETACHED, { arg: "machine", text: () => "this handle is detached (no ring)" }],
   [R.R_NOT_PINNED, { arg: "pages", text: (i) => `pages[${i}] is not pinned (or holds fewer pins or references than released)` }],
+  [R.R_IO_DEV, { arg: "dev", text: (d) => `no device-table entry ${d}` }],
+  [R.R_IO_DOMAIN, { arg: "domain", text: (d) => `domain type or id ${d} out of range` }],
+  [R.R_PASID, { arg: "pasid", text: (p) => `PASID ${p} out of range or not set up` }],
+  [R.R_PASID_FULL, { arg: "pasid", text: (n) => `all ${n} PASID entries of the device are in use` }],
+  [R.R_ROOT_DEVICE, { arg: "pgd", text: (d) => `IOMMU device ${d} translates through it (detach it first)` }],
   [R.R_ROOT_IN_USE, { arg: "pgd", text: (c) => `CPU ${c} runs on it (write its CR3 first)` }],
 ]);
 

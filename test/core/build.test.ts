@@ -192,6 +192,11 @@ describe("traps and assertions inside the core", () => {
     set(H.HDR_POOL_MAX_SLOTS, 256);
     set(H.HDR_NR_FRAMES, nrFrames);
     set(H.HDR_POOL_GROW_SLOTS, 256);
+    set(H.HDR_IOMMU_DEVS, 4);
+    set(H.HDR_IOTLB_SETS, 4);
+    set(H.HDR_IOTLB_WAYS, 2);
+    set(H.HDR_ATC_SETS, 2);
+    set(H.HDR_ATC_WAYS, 2);
     set(H.HDR_ZONE_CFG + H.ZCFG_START, 0);
     set(H.HDR_ZONE_CFG + H.ZCFG_PAGES, nrFrames);
     set(H.HDR_ZONE_CFG + H.ZCFG_KIND, F.ZONE_NORMAL);
