@@ -121,6 +121,8 @@ export const MachineOptionsSchema = v.strictObject({
       coherency: v.optional(v.boolean(), true),
       /** dma-buf ownership of streaming buffers ([D1]-[D3]). */
       ownership: v.optional(v.boolean(), true),
+      /** DMA into unheld frames ([M1]), stale IOTLB/ATC use ([M2]), ATC-before-IOTLB invalidation ([I1]). */
+      dma: v.optional(v.boolean(), true),
     }),
     {},
   ),
@@ -152,7 +154,7 @@ export interface MachineConfig {
   seed: number;
   costs: Partial<Record<CostName, number>>;
   trace: { enabled: boolean; maxEvents: number };
-  check: { pinnedWriteback: boolean; callSites: boolean; lockdep: boolean; coherency: boolean; ownership: boolean };
+  check: { pinnedWriteback: boolean; callSites: boolean; lockdep: boolean; coherency: boolean; ownership: boolean; dma: boolean };
 }
 
 /** parseMachineOptions - validate @options and lay out the zones; throws DmaError(EINVAL). */
@@ -223,6 +225,6 @@ export function parseMachineOptions(options: unknown = {}): MachineConfig {
     seed: o.seed,
     costs: o.costs,
     trace: { enabled: trace.enabled ?? true, maxEvents: trace.maxEvents ?? 100_000 },
-    check: { pinnedWriteback: o.check.pinnedWriteback, callSites: o.check.callSites, lockdep: o.check.lockdep, coherency: o.check.coherency, ownership: o.check.ownership },
+    check: { pinnedWriteback: o.check.pinnedWriteback, callSites: o.check.callSites, lockdep: o.check.lockdep, coherency: o.check.coherency, ownership: o.check.ownership, dma: o.check.dma },
   };
 }

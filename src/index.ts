@@ -141,3 +141,18 @@ export { pciP2pdmaDistance, pciP2pdmaDistanceMany, pciP2pdmaMapType, PCI_ACS_RR,
 export type { PciP2pdmaMapType, P2pdmaResult } from "./pci/p2pdma.js";
 export { pcieRoute, fabricNodes } from "./pci/router.js";
 export type { Route, RouteRequest, RouteResult } from "./pci/router.js";
+export { Iommu, IommuDevice } from "./iommu/iommu.js";
+export type { IommuDeviceOptions, IoRequest, IoTranslation, IoAccess, IoFaultReason } from "./iommu/iommu.js";
+export {
+  IommuDomain, iommuDomainAlloc, iommuDomainFree, iommuAttachDevice, iommuDetachDevice, iommuMap, iommuUnmap,
+  iommuUnmapFast, iommuIotlbSync, iommuFlushIotlbAll, iommuIovaToPhys, iommuPgsizeRuns, IOMMU_READ, IOMMU_WRITE,
+  IOMMU_CACHE, IOMMU_NOEXEC, IOMMU_MMIO, IOMMU_PRIV,
+} from "./iommu/iommu-domain.js";
+export type { IommuDomainType } from "./iommu/iommu-domain.js";
+export { IovaDomain } from "./iommu/iova.js";
+export { dmaMapPage, dmaUnmapPage, dmaMapSg, dmaUnmapSg, dmaFlushQueue, IOVA_DEFAULT_FQ_SIZE, IOVA_FQ_TIMEOUT_NS } from "./iommu/dma-iommu.js";
+export type { ScatterEntry, DmaSegment } from "./iommu/dma-iommu.js";
+export { iommuSvaBindDevice, iommuSvaUnbindDevice, iommuSvaGetPasid, SvaHandle } from "./iommu/sva.js";
+export { deviceDma, dmaRead, dmaWrite } from "./iommu/dma-engine.js";
+export type { DmaOp, DmaResult } from "./iommu/dma-engine.js";
+export type { QiDesc } from "./iommu/qi.js";

@@ -25,6 +25,7 @@ import { Kernel } from "./mm/kernel.js";
 import { Process } from "./mm/process.js";
 import { Fs } from "./fs/fs.js";
 import type { CheckReport } from "./check/report.js";
+import { Iommu } from "./iommu/iommu.js";
 
 /** What a Worker needs to attach to a machine (structured-cloneable: postMessage it). */
 export interface SharedMachine {
@@ -47,6 +48,7 @@ export class Machine {
   readonly #core: Core;
   readonly #module: WebAssembly.Module;
   #kernel: Kernel | null = null;
+  #iommu: Iommu | null = null;
 
   /** @internal use createMachine() or attachMachine(). */
   constructor(core: Core, module: WebAssembly.Module, config: MachineConfig) {
@@ -78,6 +80,12 @@ export class Machine {
       this.#kernel.machine = this;
     }
     return this.#kernel;
+  }
+
+  /** The machine's IOMMU: devices behind it, domains, translation, invalidation (src/iommu). */
+  get iommu(): Iommu {
+    if (!this.#iommu) this.#iommu = new Iommu(this.kernel);
+    return this.#iommu;
   }
 
   /**

@@ -10,6 +10,7 @@ import type { Process } from "../mm/process.js";
 import type { PagesArray } from "../gup/range.js";
 import type { Address } from "../core/addr.js";
 import { CoherencyChecker } from "./coherency.js";
+import { DmaChecker } from "./dma.js";
 import { Lockdep } from "./lockdep.js";
 import { OwnershipChecker } from "./ownership.js";
 import { PinnedWritebackChecker } from "./pinned-writeback.js";
@@ -24,6 +25,8 @@ export interface CheckOptions {
   coherency?: boolean;
   /** dma-buf ownership of streaming buffers. Default true. */
   ownership?: boolean;
+  /** DMA into unheld frames, stale IOTLB/ATC use, invalidation order. Default true. */
+  dma?: boolean;
 }
 
 export class Checkers {
@@ -32,6 +35,7 @@ export class Checkers {
   readonly lockdep: Lockdep | null;
   readonly coherency: CoherencyChecker | null;
   readonly ownership: OwnershipChecker | null;
+  readonly dma: DmaChecker | null;
   readonly #k: Kernel;
 
   constructor(k: Kernel, o: CheckOptions) {
@@ -41,6 +45,7 @@ export class Checkers {
     this.lockdep = o.lockdep === false ? null : new Lockdep(k, o.callSites, report);
     this.coherency = o.coherency === false ? null : new CoherencyChecker(k, o.callSites, report);
     this.ownership = o.ownership === false ? null : new OwnershipChecker(k, o.callSites, report);
+    this.dma = o.dma === false ? null : new DmaChecker(k, o.callSites, report);
   }
 
   #add(r: CheckReport): void {

@@ -112,6 +112,37 @@ export const DEFAULT_COSTS = {
     ns: 200,
     source: "each additional target CPU of a shootdown (DESIGN.md: ~0.2 us per target)",
   },
+  pcieRoundTrip: {
+    ns: 850,
+    source:
+      "an endpoint's read of host memory, request to completion: ~850 ns measured from an FPGA " +
+      "endpoint (2014); pcie-bench (SIGCOMM'18) characterises the same range (DESIGN.md)",
+  },
+  iotlbHit: {
+    ns: 5,
+    source:
+      "an IOTLB lookup in the IOMMU's pipeline: a few cycles of the IOMMU clock; an estimate, no " +
+      "published figure isolates it (the misses, charged as walk levels, dominate)",
+  },
+  iotlbInv: {
+    ns: 1000,
+    source:
+      "one queued-invalidation IOTLB descriptor plus its wait descriptor, submitted and polled " +
+      "to completion (qi_submit_sync): an estimate of ~1 us for the MMIO doorbell, the IOMMU's " +
+      "processing and the status write the CPU spins on",
+  },
+  atsInv: {
+    ns: 2000,
+    source:
+      "an ATS Invalidate Request to an endpoint and its Invalidate Completion: two PCIe " +
+      "messages (at least one round trip, 850 ns) plus the device's ATC sweep; an estimate",
+  },
+  priFault: {
+    ns: 4000,
+    source:
+      "a device page fault through PRI: page request, the IOMMU's fault queue, handle_mm_fault " +
+      "and the response; NP-RDMA (2023) measures 3.5-5.7 us for a NIC's minor fault (DESIGN.md)",
+  },
 } as const satisfies Record<string, CostEntry>;
 
 export type CostName = keyof typeof DEFAULT_COSTS;

@@ -52,6 +52,17 @@ export interface TraceEventArgs {
   };
   "gup.unpin": { fn: string; n: number; folios: number; dirtied: number; freed: number };
   "check.report": { checker: string; rule: string; pfn: number; message: string };
+  "iommu.probe": { dev: string; rid: number; ats: boolean; pri: boolean; pasid: boolean; domain: string };
+  "iommu.domain_alloc": { id: number; type: string; pgd: number | null };
+  "iommu.attach": { dev: string; domain: number; type: string };
+  "iommu.qi": { descs: string };
+  "iommu.map": { dev: string; iova: string; size: number; dir: string };
+  "iommu.unmap": { dev: string; iova: string; size: number; lazy: boolean };
+  "iommu.fq_flush": { domain: number; entries: number; reason: string };
+  "iommu.sva_bind": { dev: string; pid: number; pasid: number };
+  "iommu.sva_unbind": { dev: string; pid: number; pasid: number };
+  "iommu.page_request": { dev: string; pasid: number; va: string; write: boolean; response: string };
+  "dma.transfer": { dev: string; addr: string; len: number; write: boolean; done: number; status: string };
 }
 
 export type TraceEventName = keyof TraceEventArgs;
