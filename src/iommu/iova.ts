@@ -105,7 +105,7 @@ export class IovaDomain {
   allocIovaFast(size: number, limitPfn: number, flush: boolean): number {
     const order = orderBase2(size);
     if (order < IOVA_RANGE_CACHE_MAX_SIZE) {
-      const pfn = this.#rcacheGet(this.#rcaches[order]!, limitPfn - size);
+      const pfn = this.#rcacheGet(this.#rcaches[order]!, limitPfn + 1 - size);
       if (pfn) {
         this.stats.rcacheHits++;
         return pfn;
