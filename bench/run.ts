@@ -15,6 +15,7 @@ const BENCHES: Record<string, () => Promise<{ run(): Promise<BenchReport> }>> = 
   hmm: () => import("./hmm.bench.js"),
   dmabuf: () => import("./dmabuf.bench.js"),
   pcie: () => import("./pcie.bench.js"),
+  iommu: () => import("./iommu.bench.js"),
 };
 
 const { positionals } = parseArgs({ allowPositionals: true });

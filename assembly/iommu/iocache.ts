@@ -25,7 +25,8 @@ import { IOTE_TAG, IOTE_ID, IOTE_DATA, IOTE_STAMP, IOTE_SIZE, IOTE_TAG_V, IOTE_T
 }
 
 /** ioLookup - the entry translating page @lvpn for @id, or 0 on a miss. */
-export function ioLookup(base: usize, setMask: u64, ways: u32, live: usize, lvpn: u64, id: u32): usize {
+// @ts-ignore: decorator
+@inline export function ioLookup(base: usize, setMask: u64, ways: u32, live: usize, lvpn: u64, id: u32): usize {
   const setBytes = <usize>ways * IOTE_SIZE;
   for (let size: u32 = 0; size < 3; size++) {
     if (load<u32>(live + (<usize>size << 2)) == 0) continue;
