@@ -1,6 +1,5 @@
 /**
- * iommu: batched IOTLB lookups, the core against the reference model
- * (test/reference/iommu.ts) and against a Map-keyed IOTLB in the style of QEMU's VT-d model
+ * iommu: batched IOTLB lookups, the core against a Map-keyed IOTLB in the style of QEMU's VT-d model
  * (a hash table keyed by page, level and domain, probed level by level, reset when it holds
  * 1024 entries); and IOTLB hit rates on a streaming-DMA workload for QEMU's policy, gem5's
  * two-level one (32-entry fully associative uTLB over a 2048-entry 4-way TLB) and the core's
@@ -14,7 +13,8 @@ import * as H from "../src/abi/header.js";
 import * as IO from "../src/abi/iommu.js";
 import * as X from "../src/abi/x86.js";
 import { parseMachineOptions } from "../src/config.js";
-import { CoreIommuDriver, type IommuDriver, type IoReq, RefIommuDriver } from "../test/reference/iommu-driver.js";
+import type { Core } from "../src/core/core.js";
+import { bootCore } from "../src/machine.js";
 import { type BenchReport, type Case, timeTasks } from "./lib.js";
 
 const N = 2048; // a ring of 4096 entries holds 3072 translate requests
@@ -22,13 +22,31 @@ const HOT = 256; // pages the hit workload cycles over (they fit the 512-entry I
 const COLD = 4096; // pages the miss workload streams over (8x the IOTLB)
 const VPN0 = 0x10000;
 
-async function setup(d: IommuDriver, iotlbPages: number): Promise<void> {
-  const root = d.pgdAlloc().rc;
-  if (d.ptMap(root, VPN0, iotlbPages, 0x1000, X.PTE_RW | X.PTE_US, 0, 1).rc < 0) throw new Error("ptMap");
-  if (d.iommuSetDevice(0, IO.DTE_VALID, IO.IODOM_PAGING, 1, root).rc < 0) throw new Error("iommuSetDevice");
+/** A core whose device 0 translates @pages pages from VPN0 through a paging domain. */
+async function setup(iommu: { sets: number; ways: number }, pages: number): Promise<Core> {
+  const cfg = parseMachineOptions({ memory: { normal: "64MiB", movable: 0, cma: 0 }, cpus: 1, trace: false, iommu: { devices: 4, iotlb: iommu } });
+  const c = (await bootCore(cfg)).core;
+  const root = c.check(c.x.pgdAlloc(), "pgdAlloc");
+  c.check(c.x.ptMap(root, VPN0, pages, 0x1000, X.PTE_RW | X.PTE_US, 0, 1), "ptMap");
+  c.check(c.x.iommuSetDevice(0, IO.DTE_VALID, IO.IODOM_PAGING, 1, root), "iommuSetDevice");
+  return c;
 }
 
-const reqs = (pages: number): IoReq[] => Array.from({ length: N }, (_, i) => ({ lo: (VPN0 + (i % pages)) * 4096 + 64, hi: 0, dev: 0, pasid: 0, access: IO.IOA_READ }));
+/** One host batch call: @n requests for the pages in @vpns packed into the ring, translated, the addresses read back. */
+function translate(c: Core, vpns: Float64Array, n: number, access: number, pas: Float64Array): void {
+  const u32 = c.u32;
+  const w0 = (c.ring + H.RING_ENTRY0) >>> 2;
+  for (let i = 0, w = w0; i < n; i++, w += IO.IOREQ_SIZE / 4) {
+    const va = vpns[i]! * 4096;
+    u32[w] = va % 2 ** 32;
+    u32[w + 1] = Math.floor(va / 2 ** 32);
+    u32[w + 2] = 0;
+    u32[w + 3] = 0;
+    u32[w + 4] = access;
+  }
+  c.check(c.x.iommuTranslate(n, 0), "iommuTranslate");
+  for (let i = 0, w = w0; i < n; i++, w += IO.IOREQ_SIZE / 4) pas[i] = u32[w + IO.IOQ_PA / 4]! + u32[w + IO.IOQ_PA / 4 + 1]! * 2 ** 32;
+}
 
 /** QEMU's VT-d IOTLB: a hash table keyed by (page at level, level, domain), cleared when full. */
 class MapIotlb {
@@ -82,15 +100,14 @@ async function hitRates(ring: number): Promise<Record<string, number>> {
     else if (l2.access(v)) g++;
   }
   out["gem5 32 uTLB + 2048x4"] = g / stream.length;
+  const pas = new Float64Array(N);
   for (const [sets, ways] of [[64, 8], [256, 8]] as const) {
-    const cfg = parseMachineOptions({ memory: { normal: "64MiB", movable: 0, cma: 0 }, cpus: 1, trace: false, iommu: { devices: 4, iotlb: { sets, ways } } });
-    const d = await CoreIommuDriver.create(cfg);
-    await setup(d, ring);
+    const c = await setup({ sets, ways }, ring);
     let hits = 0;
     for (let at = 0; at < stream.length; at += N) {
-      const batch = stream.slice(at, at + N).map((v) => ({ lo: v * 4096, hi: 0, dev: 0, pasid: 0, access: IO.IOA_WRITE }));
-      const r = d.iommuTranslate(batch, 0);
-      hits += (r.counts as { iotlbHits: number }).iotlbHits;
+      const batch = Float64Array.from(stream.slice(at, at + N));
+      translate(c, batch, batch.length, IO.IOA_WRITE, pas);
+      hits += c.reg32(IO.REG_IOTLB_HITS);
     }
     out[`core ${sets}x${ways}`] = hits / stream.length;
   }
@@ -98,44 +115,19 @@ async function hitRates(ring: number): Promise<Record<string, number>> {
 }
 
 export async function run(): Promise<BenchReport> {
-  const cfg = parseMachineOptions({ memory: { normal: "64MiB", movable: 0, cma: 0 }, cpus: 1, trace: false, iommu: { devices: 4 } });
-  const core = await CoreIommuDriver.create(cfg);
-  const ref = new RefIommuDriver(cfg);
-  await setup(core, COLD);
-  await setup(ref, COLD);
-  const hot = reqs(HOT);
-  const cold = reqs(COLD);
-  for (const d of [core, ref]) d.iommuTranslate(hot, 0); // warm: the hot set is in the IOTLB
-  const q = new MapIotlb();
-  const vpns = new Float64Array(hot.map((r) => r.lo / 4096));
-  const coldVpns = new Float64Array(cold.map((r) => r.lo / 4096));
+  const core = await setup({ sets: 64, ways: 8 }, COLD);
+  const vpns = Float64Array.from({ length: N }, (_, i) => VPN0 + (i % HOT));
+  const coldVpns = Float64Array.from({ length: N }, (_, i) => VPN0 + (i % COLD));
   const pas = new Float64Array(N);
+  translate(core, vpns, N, IO.IOA_READ, pas); // warm: the hot set is in the IOTLB
+  const q = new MapIotlb();
   for (const v of vpns) q.insert(v, 1, v * 4096);
-  // The core as a host batch call costs: requests packed into the ring from typed arrays, the
-  // call, statuses and addresses read back into typed arrays.
-  const c = core.core;
-  const pack = (src: Float64Array): void => {
-    const u32 = c.u32;
-    const w0 = (c.ring + H.RING_ENTRY0) >>> 2;
-    for (let i = 0, w = w0; i < N; i++, w += IO.IOREQ_SIZE / 4) {
-      const va = src[i]! * 4096;
-      u32[w] = va % 2 ** 32;
-      u32[w + 1] = Math.floor(va / 2 ** 32);
-      u32[w + 2] = 0;
-      u32[w + 3] = 0;
-      u32[w + 4] = IO.IOA_READ;
-    }
-    c.x.iommuTranslate(N, 0);
-    for (let i = 0, w = w0; i < N; i++, w += IO.IOREQ_SIZE / 4) pas[i] = u32[w + 6]! + u32[w + 7]! * 2 ** 32;
-  };
   const t = await timeTasks({
-    "core hit": () => pack(vpns),
-    "reference hit": () => void ref.iommuTranslate(hot, 0),
+    "core hit": () => translate(core, vpns, N, IO.IOA_READ, pas),
     "map hit": () => {
       for (let i = 0; i < N; i++) pas[i] = q.lookup(vpns[i]!, 1);
     },
-    "core miss": () => pack(coldVpns),
-    "reference miss": () => void ref.iommuTranslate(cold, 0),
+    "core miss": () => translate(core, coldVpns, N, IO.IOA_READ, pas),
     "map miss": () => {
       for (let i = 0; i < N; i++) {
         const v = coldVpns[i]!;
@@ -148,7 +140,7 @@ export async function run(): Promise<BenchReport> {
   const per = (k: string): number => t[k]!.median / N;
   const cases: Case[] = [];
   for (const kind of ["hit", "miss"]) {
-    for (const impl of ["core", "reference", "map"] as const) cases.push({ name: `iotlb ${kind}`, impl: impl === "map" ? "native" : impl, nsPerOp: per(`${impl} ${kind}`), lookupsPerSec: 1e9 / per(`${impl} ${kind}`) } as Case);
+    for (const impl of ["core", "map"] as const) cases.push({ name: `iotlb ${kind}`, impl: impl === "map" ? "native" : "core", nsPerOp: per(`${impl} ${kind}`), lookupsPerSec: 1e9 / per(`${impl} ${kind}`) } as Case);
   }
   const sweep: Record<string, Record<string, number>> = {};
   for (const ring of [256, 1024, 4096]) sweep[`ring of ${ring} pages`] = await hitRates(ring);
@@ -157,8 +149,7 @@ export async function run(): Promise<BenchReport> {
     cases,
     ratios: {
       "hit: map / core": per("map hit") / per("core hit"),
-      "hit: reference / core": per("reference hit") / per("core hit"),
-      "miss: reference / core": per("reference miss") / per("core miss"),
+      "miss: map / core": per("map miss") / per("core miss"),
     },
     targets: { "hit: map / core": ">= 5" },
     hitRates: sweep,
