@@ -1,5 +1,6 @@
 /**
- * iommu: batched IOTLB lookups, the core against a Map-keyed IOTLB in the style of QEMU's VT-d model
+ * iommu: batched IOTLB lookups, the core against the reference model
+ * (test/reference/iommu.ts, through its test driver) and against a Map-keyed IOTLB in the style of QEMU's VT-d model
  * (a hash table keyed by page, level and domain, probed level by level, reset when it holds
  * 1024 entries); and IOTLB hit rates on a streaming-DMA workload for QEMU's policy, gem5's
  * two-level one (32-entry fully associative uTLB over a 2048-entry 4-way TLB) and the core's
@@ -15,6 +16,7 @@ import * as X from "../src/abi/x86.js";
 import { parseMachineOptions } from "../src/config.js";
 import type { Core } from "../src/core/core.js";
 import { bootCore } from "../src/machine.js";
+import { type IoReq, RefIommuDriver } from "../test/reference/iommu-driver.js";
 import { type BenchReport, type Case, timeTasks } from "./lib.js";
 
 const N = 2048; // a ring of 4096 entries holds 3072 translate requests
@@ -116,13 +118,24 @@ async function hitRates(ring: number): Promise<Record<string, number>> {
 
 export async function run(): Promise<BenchReport> {
   const core = await setup({ sets: 64, ways: 8 }, COLD);
+  // The reference model in the same state, driven through its test driver.
+  const ref = new RefIommuDriver(parseMachineOptions({ memory: { normal: "64MiB", movable: 0, cma: 0 }, cpus: 1, trace: false, iommu: { devices: 4 } }));
+  const root = ref.pgdAlloc().rc;
+  ref.ptMap(root, VPN0, COLD, 0x1000, X.PTE_RW | X.PTE_US, 0, 1);
+  ref.iommuSetDevice(0, IO.DTE_VALID, IO.IODOM_PAGING, 1, root);
   const vpns = Float64Array.from({ length: N }, (_, i) => VPN0 + (i % HOT));
   const coldVpns = Float64Array.from({ length: N }, (_, i) => VPN0 + (i % COLD));
   const pas = new Float64Array(N);
   translate(core, vpns, N, IO.IOA_READ, pas); // warm: the hot set is in the IOTLB
+  const req = (v: number): IoReq => ({ lo: v * 4096, hi: 0, dev: 0, pasid: 0, access: IO.IOA_READ });
+  const refHot = [...vpns].map(req);
+  const refCold = [...coldVpns].map(req);
+  ref.iommuTranslate(refHot, 0);
   const q = new MapIotlb();
   for (const v of vpns) q.insert(v, 1, v * 4096);
   const t = await timeTasks({
+    "reference hit": () => void ref.iommuTranslate(refHot, 0),
+    "reference miss": () => void ref.iommuTranslate(refCold, 0),
     "core hit": () => translate(core, vpns, N, IO.IOA_READ, pas),
     "map hit": () => {
       for (let i = 0; i < N; i++) pas[i] = q.lookup(vpns[i]!, 1);
@@ -140,7 +153,7 @@ export async function run(): Promise<BenchReport> {
   const per = (k: string): number => t[k]!.median / N;
   const cases: Case[] = [];
   for (const kind of ["hit", "miss"]) {
-    for (const impl of ["core", "map"] as const) cases.push({ name: `iotlb ${kind}`, impl: impl === "map" ? "native" : "core", nsPerOp: per(`${impl} ${kind}`), lookupsPerSec: 1e9 / per(`${impl} ${kind}`) } as Case);
+    for (const impl of ["core", "reference", "map"] as const) cases.push({ name: `iotlb ${kind}`, impl: impl === "map" ? "native" : impl, nsPerOp: per(`${impl} ${kind}`), lookupsPerSec: 1e9 / per(`${impl} ${kind}`) } as Case);
   }
   const sweep: Record<string, Record<string, number>> = {};
   for (const ring of [256, 1024, 4096]) sweep[`ring of ${ring} pages`] = await hitRates(ring);
@@ -150,6 +163,8 @@ export async function run(): Promise<BenchReport> {
     ratios: {
       "hit: map / core": per("map hit") / per("core hit"),
       "miss: map / core": per("map miss") / per("core miss"),
+      "hit: reference / core": per("reference hit") / per("core hit"),
+      "miss: reference / core": per("reference miss") / per("core miss"),
     },
     targets: { "hit: map / core": ">= 5" },
     hitRates: sweep,

@@ -21,10 +21,10 @@ import { THREAD } from "../ring";
 import { CPU_SIZE, CPU_CR3_PFN, HDR_ADDR, HDR_GUP_WALKERS } from "../../src/abi/header";
 import { fail } from "../errno";
 import {
-  frame, frameFlags, frameSetFlags, frameMapping, frameSetMapping, frameIndex, frameSetIndex,
+  frame, frameFlags, frameSetFlags, frameMapping, frameSetMapping, frameIndex, frameSetIndex, frameBacking,
 } from "../phys/frame";
 import { allocTablePage, freeBlock, tablePagesAvailable } from "../phys/buddy";
-import { poolAlloc, poolAvailable } from "../phys/pool";
+import { poolAlloc, poolAvailable, slotAddr } from "../phys/pool";
 import { levelPages } from "./pte";
 
 /* The range of the operation in progress, set by rangeCheck(). */
@@ -55,7 +55,11 @@ export function opTablesReset(): void {
 export function tableNew(level: u32): u32 {
   const pfn = allocTablePage();
   assert(pfn != <u32>PFN_NONE, "tableNew: no frame though tablesAvailable() said so");
-  const slot = poolAlloc();
+  // A free frame may hold bytes a device wrote into it (a DMA into memory nobody held):
+  // the table takes that slot, zeroed, rather than orphaning it.
+  let slot = frameBacking(pfn);
+  if (slot != 0) memory.fill(slotAddr(slot), 0, 4096);
+  else slot = poolAlloc();
   assert(slot != 0, "tableNew: no backing slot though tablesAvailable() said so");
   store<u32>(frame(pfn) + FRAME_BACKING, slot);
   atomic.store<i32>(frame(pfn) + FRAME_REFCOUNT, 1);

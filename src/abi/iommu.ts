@@ -117,7 +117,8 @@ export const IOTLB_INV_GLOBAL = 3;
  * request). The engine translates each page of [iova, iova + len), checks the frame is
  * held, and copies between the frame and the data area.
  *   status: 0 done, or the first fault's status (>= 0x10000), or IODS_MMIO when a page's
- *   address is no RAM of this machine (a BAR: the host routes it); done: bytes before it.
+ *   address is no RAM of this machine (a BAR: the host routes it), or -ENOMEM when a write
+ *   found no backing slot for a frame; done: bytes before it.
  */
 export const IOD_IOVA = 0; // u64 in
 export const IOD_DEV = 8; // u32 in

@@ -153,3 +153,21 @@ describe("the DMA checker", () => {
     expect(m.checkReports().map((x) => x.rule)).toEqual(["I1", "M2", "M2"]);
   });
 });
+
+describe("a DMA into free memory", () => {
+  it("leaves no backing slot behind when the frame becomes a page table (the table reuses it, zeroed)", async () => {
+    const m = await setup();
+    const dev = m.iommu.iommuProbeDevice("legacy", { defaultDomain: "identity" });
+    const pt = m.pgdAlloc();
+    pt.free();
+    const used = m.phys.backing().slotsUsed;
+    expect(dmaWrite(m.iommu, dev, pt.pfn * 4096 + 8, bytes(8, 1)).unheld).toBe(1); // into the free frame
+    expect(m.phys.backing().slotsUsed).toBe(used + 1);
+    const again = m.pgdAlloc();
+    expect(again.pfn).toBe(pt.pfn);
+    expect(m.phys.read(again.pfn * 4096, 16)).toEqual(new Uint8Array(16)); // a table starts zeroed
+    expect(m.phys.backing().slotsUsed).toBe(used + 1);
+    again.free();
+    expect(m.phys.backing().slotsUsed).toBe(used);
+  });
+});

@@ -80,7 +80,7 @@ export class RefPageTables {
   tableNew(level: number): number {
     const pfn = this.phys.allocTablePage();
     if (pfn < 0) throw new Error("reference: table frame reserved but missing");
-    this.phys.poolUsed++;
+    if (!this.phys.backed[pfn]) this.phys.poolUsed++; // a slot a DMA left in the free frame is reused
     this.phys.backed[pfn] = 1;
     this.phys.refcount[pfn] = 1;
     this.phys.flags[pfn] = F.PG_pgtable;

@@ -1,0 +1,380 @@
+/**
+ * Differential test of the IOMMU: the WASM core and the TypeScript reference model
+ * (test/reference/iommu.ts), driven by the same random operation sequences (fast-check):
+ * IO page tables (map, unmap, protect, leaf perturbations), the device table, batched
+ * translation, IOTLB and ATC invalidation, root frees, frame allocation and DMA. Every
+ * result must agree, the IOMMU state (device table, every IOTLB and ATC entry, ticks, live
+ * counts) after every operation, and the machine state (frames, page tables, pool) every 32
+ * operations and at the end.
+ *
+ * DMA bytes are not compared: the reference keeps no frame contents (see iommu.ts); its
+ * status, progress, events, addresses, unheld count and backing-slot allocation are.
+ * DMA only ever reaches frames that never become page tables (ZONE_MOVABLE, the reserved low
+ * frames) or no RAM at all, so a device never scribbles on a table both models then walk.
+ *
+ * On failure fast-check prints the seed and path; rerun with DMALAB_SEED=<seed>.
+ */
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import * as F from "../../src/abi/frame.js";
+import * as I from "../../src/abi/iommu.js";
+import * as X from "../../src/abi/x86.js";
+import { type MachineConfig, parseMachineOptions } from "../../src/config.js";
+import { CoreIommuDriver, type DmaReq, type IoReq, type IommuDriver, RefIommuDriver, translateMax } from "../reference/iommu-driver.js";
+
+/* ---------- operations ---------- */
+
+/** A page: near a recent map, in the IOVA window, or one of a few edge pages. */
+type VpnSel = { recent: number; delta: number } | { win: number } | { edge: number };
+/** A frame to map or (identity domains) to DMA to: movable zone and just past RAM, reserved low frames, an allocation. */
+type PfnSel = { z: 0 | 1 | 2; off: number };
+type DevReq = { dev: number; pasid: number; vpn: VpnSel; off: number; acc: number; wild: number };
+type DmaOp = { dev: number; pasid: number; vpn: VpnSel; pa: PfnSel; off: number; len: number; dir: number; at: number };
+
+type Op =
+  | { k: "alloc"; order: number; compound: boolean }
+  | { k: "free"; pick: number }
+  | { k: "pgdAlloc" }
+  | { k: "pgdFree"; root: number }
+  | { k: "map"; root: number; win: number; n: number; pfn: PfnSel; lo: number; hi: number; level: number }
+  | { k: "unmap"; root: number; vpn: VpnSel; n: number }
+  | { k: "protect"; root: number; vpn: VpnSel; n: number; bits: [number, number, number, number] }
+  | { k: "perturb"; root: number; vpn: VpnSel; lo: number; hi: number }
+  | { k: "dev"; dev: number; flags: number; type: number; domain: number; root: number }
+  | { k: "pasid"; dev: number; pasid: number; domain: number; root: number; clear: boolean }
+  | { k: "xlate"; reqs: DevReq[]; flags: number; tooMany: boolean; spoil: number }
+  | { k: "again"; write: boolean; flags: number }
+  | { k: "iotlbInv"; gran: number; domain: number; pasid: number; vpn: VpnSel; n: number }
+  | { k: "atcInv"; dev: number; pasid: number; vpn: VpnSel; n: number; all: boolean }
+  | { k: "dma"; reqs: DmaOp[]; flags: number; count: number; seed: number; spoil: number }
+  | { k: "burst"; dev: number; pa: PfnSel };
+
+/** The IOVA window (1 GiB-aligned, in pages) where maps land, and one for 1 GiB leaves. */
+const IOW = 3 * 2 ** 18;
+const IOW_1G = 5 * 2 ** 18;
+const DOMAINS = [1, 2, 3, 4095];
+const PASIDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 0xfffff];
+
+const w = <T>(weight: number, arbitrary: fc.Arbitrary<T>) => ({ weight, arbitrary });
+const vpnArb: fc.Arbitrary<VpnSel> = fc.oneof(
+  w(6, fc.record({ recent: fc.nat(), delta: fc.oneof(w(4, fc.integer({ min: -1, max: 10 })), w(1, fc.integer({ min: -2, max: 20 }))) })),
+  w(3, fc.record({ win: fc.integer({ min: 0, max: 3 * 512 }) })),
+  w(1, fc.record({ edge: fc.nat(7) })),
+);
+/** Requests go mostly near recent maps of the table their device and PASID walk. */
+const reqVpnArb: fc.Arbitrary<VpnSel> = fc.oneof(
+  w(10, fc.record({ recent: fc.nat(), delta: fc.integer({ min: -1, max: 8 }) })),
+  w(2, fc.record({ win: fc.integer({ min: 0, max: 3 * 512 }) })),
+  w(1, fc.record({ edge: fc.nat(7) })),
+);
+const pfnArb: fc.Arbitrary<PfnSel> = fc.record({ z: fc.constantFrom(0, 0, 0, 1, 2) as fc.Arbitrary<0 | 1 | 2>, off: fc.nat(100000) });
+const devArb = fc.oneof(w(20, fc.nat(3)), w(1, fc.constantFrom(4, 1000)));
+const pasidArb = fc.oneof(w(8, fc.constant(0)), w(6, fc.constantFrom(...PASIDS)), w(1, fc.constantFrom(0x100000, 0xffffffff)));
+/** Inside a batch one bad request fails it all: bad values come from the op's `spoil`. */
+const reqDevArb = fc.oneof(w(3, fc.constant(0)), w(4, fc.nat(3)));
+const reqPasidArb = fc.oneof(w(14, fc.constant(0)), w(3, fc.constantFrom(1, 2, 3)), w(1, fc.constantFrom(...PASIDS)));
+const spoilArb = fc.oneof(w(24, fc.constant(0)), w(1, fc.integer({ min: 1, max: 5 })));
+const domainArb = fc.oneof(w(12, fc.constantFrom(...DOMAINS)), w(1, fc.constantFrom(0, 4096)));
+/** A root: an index into the live roots (mostly the first two; 15 = the newest), or a bad one (12..14). */
+const rootArb = fc.oneof(w(16, fc.nat(11)), w(3, fc.constant(15)), w(1, fc.constantFrom(12, 13, 14)));
+const flagsArb = fc.oneof(w(10, fc.constant(0)), w(6, fc.constantFrom(I.IOX_CHECK, I.IOX_NOCACHE, I.IOX_CHECK | I.IOX_NOCACHE)), w(1, fc.constantFrom(4, 0x80000000)));
+const accArb = fc.oneof(w(8, fc.constantFrom(I.IOA_READ, I.IOA_WRITE, I.IOA_READ | I.IOA_WRITE)), w(6, fc.nat(15)));
+const protLo = fc.nat(0xfff).map((b) => b & (X.PTE_RW | X.PTE_US | X.PTE_A | X.PTE_D | X.PTE_G));
+const mapLo = fc.oneof(w(2, fc.constantFrom(X.PTE_RW | X.PTE_US, X.PTE_RW | X.PTE_US | X.PTE_A | X.PTE_D, X.PTE_US)), w(2, protLo));
+const protHi = fc.constantFrom(0, 0, 0, 0x80000000, 0x08000000);
+const nArb = fc.oneof(w(6, fc.integer({ min: 1, max: 24 })), w(2, fc.integer({ min: 1, max: 1600 })), w(1, fc.constantFrom(0, 1.5, 2 ** 52)));
+
+const devReqArb: fc.Arbitrary<DevReq> = fc.record({
+  dev: reqDevArb, pasid: reqPasidArb, vpn: reqVpnArb, off: fc.nat(4095), acc: accArb,
+  wild: fc.oneof(w(20, fc.constant(0)), w(1, fc.constantFrom(0x8000, 0x800000, 0x80000000))),
+});
+const dmaReqArb: fc.Arbitrary<DmaOp> = fc.record({
+  dev: reqDevArb, pasid: reqPasidArb, vpn: reqVpnArb, pa: pfnArb, off: fc.nat(4095),
+  len: fc.oneof(w(8, fc.integer({ min: 1, max: 6000 })), w(1, fc.constant(0))),
+  dir: fc.constantFrom(I.IODIR_TO_DEVICE, I.IODIR_FROM_DEVICE), at: fc.double({ min: 0, max: 1, noNaN: true }),
+});
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  w(3, fc.record({ k: fc.constant("alloc" as const), order: fc.oneof(w(12, fc.nat(3)), w(1, fc.constant(12))), compound: fc.boolean() })),
+  w(2, fc.record({ k: fc.constant("free" as const), pick: fc.nat() })),
+  w(1, fc.constant({ k: "pgdAlloc" as const })),
+  w(2, fc.record({ k: fc.constant("pgdFree" as const), root: rootArb })),
+  w(10, fc.record({ k: fc.constant("map" as const), root: rootArb, win: fc.nat(3 * 512), n: fc.integer({ min: 1, max: 16 }), pfn: pfnArb, lo: mapLo, hi: protHi, level: fc.oneof(w(10, fc.constant(1)), w(3, fc.constant(2)), w(1, fc.constant(3))) })),
+  w(3, fc.record({ k: fc.constant("unmap" as const), root: rootArb, vpn: vpnArb, n: fc.oneof(w(5, fc.integer({ min: 1, max: 8 })), w(1, fc.integer({ min: 1, max: 4000 }))) })),
+  w(3, fc.record({ k: fc.constant("protect" as const), root: rootArb, vpn: vpnArb, n: fc.integer({ min: 1, max: 600 }), bits: fc.tuple(protLo, protHi, protLo, protHi) })),
+  w(2, fc.record({ k: fc.constant("perturb" as const), root: rootArb, vpn: vpnArb, lo: fc.constantFrom(X.PTE_RW, X.PTE_US, X.PTE_A | X.PTE_D, X.PTE_D, 0x2000, 0), hi: fc.constantFrom(0, 0, 0x80000000, 0x80000) })),
+  w(3, fc.record({
+    k: fc.constant("dev" as const), dev: devArb,
+    flags: fc.oneof(w(12, fc.nat(15).map((f) => f | I.DTE_VALID)), w(1, fc.nat(15)), w(1, fc.constantFrom(16, 0x80000000))),
+    type: fc.oneof(w(12, fc.constant(I.IODOM_PAGING)), w(3, fc.constantFrom(I.IODOM_BLOCKED, I.IODOM_IDENTITY)), w(1, fc.constant(3))),
+    domain: domainArb, root: rootArb,
+  })),
+  w(4, fc.record({ k: fc.constant("pasid" as const), dev: fc.oneof(w(4, fc.constant(0)), w(3, devArb)), pasid: fc.oneof(w(10, fc.constantFrom(...PASIDS)), w(1, fc.constantFrom(0, 0x100000))), domain: domainArb, root: rootArb, clear: fc.oneof(w(3, fc.constant(false)), w(1, fc.constant(true))) })),
+  w(14, fc.record({ k: fc.constant("xlate" as const), reqs: fc.array(devReqArb, { minLength: 0, maxLength: 12 }), flags: flagsArb, tooMany: fc.oneof(w(40, fc.constant(false)), w(1, fc.constant(true))), spoil: spoilArb })),
+  w(6, fc.record({ k: fc.constant("again" as const), write: fc.boolean(), flags: flagsArb })),
+  w(4, fc.record({ k: fc.constant("iotlbInv" as const), gran: fc.oneof(w(12, fc.nat(3)), w(1, fc.constant(4))), domain: domainArb, pasid: pasidArb, vpn: vpnArb, n: nArb })),
+  w(3, fc.record({ k: fc.constant("atcInv" as const), dev: devArb, pasid: pasidArb, vpn: vpnArb, n: nArb, all: fc.boolean() })),
+  w(1, fc.record({ k: fc.constant("burst" as const), dev: fc.constantFrom(0, 3, 3), pa: pfnArb })),
+  w(8, fc.record({ k: fc.constant("dma" as const), reqs: fc.array(dmaReqArb, { minLength: 1, maxLength: 4 }), flags: flagsArb, count: fc.oneof(w(30, fc.constant(-1)), w(1, fc.constantFrom(0, 28, 110))), seed: fc.nat(255), spoil: spoilArb })),
+);
+
+/* ---------- running a sequence on one driver ---------- */
+
+interface Env {
+  cfg: MachineConfig;
+  movable: number;
+  movableEnd: number;
+  halfPages: number;
+  maxXlate: number;
+}
+
+interface World {
+  roots: number[];
+  allocs: { pfn: number; order: number }[];
+  /** First pages of recent successful maps (the last 32), by root and all together (-1). */
+  recent: Map<number, number[]>;
+  /** The root each "dev:pasid" walks, as last programmed. */
+  ctx: Map<string, number>;
+  /** Each device's context entry as last programmed: [flags, type]. */
+  devs: [number, number][];
+  last: IoReq[];
+}
+
+function vpnOf(env: Env, wd: World, sel: VpnSel, root = -1): number {
+  if ("win" in sel) return IOW + sel.win;
+  if ("edge" in sel) return [0, IOW - 1, env.halfPages - 1, env.halfPages, 2 ** 52 - 1, IOW_1G, IOW_1G + 2 ** 18 - 1, 1.5][sel.edge]!;
+  const list = wd.recent.get(root) ?? wd.recent.get(-1) ?? [IOW];
+  return Math.max(0, list[sel.recent % list.length]! + sel.delta);
+}
+
+function remember(wd: World, root: number, vpn: number): void {
+  for (const k of [root, -1]) wd.recent.set(k, [...(wd.recent.get(k) ?? []).slice(-31), vpn]);
+}
+
+function pfnOfSel(env: Env, wd: World, sel: PfnSel): number {
+  if (sel.z === 1 || (sel.z === 2 && !wd.allocs.length)) return sel.off % 200;
+  if (sel.z === 2) return wd.allocs[sel.off % wd.allocs.length]!.pfn;
+  return env.movable + (sel.off % (env.movableEnd - env.movable + 64));
+}
+
+function rootOf(wd: World, i: number): number {
+  if (i === 12) return 5; // a reserved frame, no table
+  if (i === 13) return 1.5;
+  if (i === 14) return -1;
+  if (!wd.roots.length) return 300;
+  if (i === 15) return wd.roots[wd.roots.length - 1]!;
+  return wd.roots[i < 8 ? i % Math.min(2, wd.roots.length) : i % wd.roots.length]!;
+}
+
+function ioReq(env: Env, wd: World, r: DevReq): IoReq {
+  const vpn = vpnOf(env, wd, r.vpn, wd.ctx.get(`${r.dev}:${r.pasid}`));
+  const lo = ((vpn % 2 ** 20) * 4096 + r.off) >>> 0;
+  return { lo, hi: (Math.floor(vpn / 2 ** 20) ^ r.wild) >>> 0, dev: r.dev, pasid: r.pasid, access: r.acc };
+}
+
+function step(d: IommuDriver, env: Env, wd: World, op: Op): unknown {
+  switch (op.k) {
+    case "alloc": {
+      const movIdx = env.cfg.zones.findIndex((z) => z.kind === F.ZONE_MOVABLE);
+      const r = d.allocPages(0xf0 | movIdx, op.order, op.compound ? 1 : 0);
+      if (r.rc >= 0) wd.allocs.push({ pfn: r.rc, order: op.order });
+      return r;
+    }
+    case "free": {
+      if (!wd.allocs.length) return d.freePages(env.movable, 0);
+      const i = op.pick % wd.allocs.length;
+      const a = wd.allocs[i]!;
+      const r = d.freePages(a.pfn, a.order);
+      if (r.rc >= 0) wd.allocs.splice(i, 1);
+      return r;
+    }
+    case "pgdAlloc": {
+      const r = d.pgdAlloc();
+      if (r.rc >= 0) wd.roots.push(r.rc);
+      return r;
+    }
+    case "pgdFree": {
+      const rt = rootOf(wd, op.root);
+      const r = d.pgdFree(rt);
+      if (r.rc >= 0) wd.roots.splice(wd.roots.indexOf(rt), 1);
+      return r;
+    }
+    case "map": {
+      const span = 2 ** (9 * (op.level - 1));
+      let vpn = IOW + op.win;
+      let pfn = pfnOfSel(env, wd, op.pfn);
+      let n = op.n;
+      if (op.level === 2) {
+        vpn -= vpn % span;
+        pfn = op.pfn.off % 2 ? env.movable : Math.ceil(env.cfg.nrFrames / 512) * 512;
+        n = span * (1 + (op.n % 2));
+      } else if (op.level === 3) {
+        vpn = IOW_1G;
+        pfn = span;
+        n = span;
+      }
+      const root = rootOf(wd, op.root);
+      const r = d.ptMap(root, vpn, n, pfn, op.lo, op.hi, op.level);
+      if (r.rc >= 0) remember(wd, root, vpn);
+      return r;
+    }
+    case "unmap":
+      return d.ptUnmap(rootOf(wd, op.root), vpnOf(env, wd, op.vpn, rootOf(wd, op.root)), op.n, 0);
+    case "protect":
+      return d.ptProtect(rootOf(wd, op.root), vpnOf(env, wd, op.vpn, rootOf(wd, op.root)), op.n, ...op.bits);
+    case "perturb": {
+      // Flip bits of a leaf that is there: rights, A/D, NX, a reserved bit (bit 51, or bit
+      // 13 of a large leaf; on a 4 KiB leaf bit 13 moves the frame by 2, within its zone).
+      const root = rootOf(wd, op.root);
+      const vpn = vpnOf(env, wd, op.vpn, root);
+      const g = d.ptepGet(root, vpn, 0);
+      const lo = g.lo as number;
+      if (g.rc <= 0 || !(lo & X.PTE_P) || (g.rc > 1 && !(lo & X.PTE_PS))) return g;
+      return [g, d.ptepSet(root, vpn, g.rc, (lo ^ op.lo) >>> 0, ((g.hi as number) ^ op.hi) >>> 0)];
+    }
+    case "dev": {
+      const root = rootOf(wd, op.root);
+      const r = d.iommuSetDevice(op.dev, op.flags, op.type, op.domain, root);
+      if (r.rc >= 0) wd.devs[op.dev] = [op.flags, op.type];
+      if (r.rc >= 0 && op.type === I.IODOM_PAGING) wd.ctx.set(`${op.dev}:0`, root);
+      else if (r.rc >= 0) wd.ctx.delete(`${op.dev}:0`);
+      return r;
+    }
+    case "pasid": {
+      const root = op.clear ? -1 : rootOf(wd, op.root);
+      const r = d.iommuSetPasid(op.dev, op.pasid, op.domain, root);
+      if (r.rc >= 0 && root >= 0) wd.ctx.set(`${op.dev}:${op.pasid}`, root);
+      else if (r.rc >= 0) wd.ctx.delete(`${op.dev}:${op.pasid}`);
+      return r;
+    }
+    case "xlate": {
+      const reqs = op.reqs.map((r) => ioReq(env, wd, r));
+      if (op.tooMany) while (reqs.length <= env.maxXlate) reqs.push(reqs[0] ?? { lo: 0, hi: 0, dev: 0, pasid: 0, access: 1 });
+      const z = reqs[reqs.length - 1];
+      if (z && op.spoil) [() => 0, () => (z.dev = 4), () => (z.pasid = 0x100000), () => (z.access = 16), () => (z.pasid = 0xffffffff), () => (z.dev = 1000)][op.spoil]!();
+      wd.last = reqs;
+      return d.iommuTranslate(reqs, op.flags);
+    }
+    case "again": {
+      // The same requests again (as writes, maybe): ATC and IOTLB hits, LRU, D-bit re-walks.
+      const reqs = wd.last.slice(0, env.maxXlate).map((q) => ({ ...q, access: op.write ? q.access | I.IOA_WRITE : q.access }));
+      return d.iommuTranslate(reqs, op.flags);
+    }
+    case "iotlbInv":
+      return d.iotlbInvalidate(op.domain, op.pasid, vpnOf(env, wd, op.vpn), op.n, op.gran);
+    case "atcInv":
+      return d.atcInvalidate(op.dev, op.pasid, vpnOf(env, wd, op.vpn), op.n, op.all);
+    case "dma": {
+      let ops = op.reqs;
+      if (op.count >= 0) ops = Array.from({ length: op.count }, (_, i) => op.reqs[i % op.reqs.length]!);
+      const room = Math.max(0, env.cfg.ringEntries * 24 - ops.length * I.IODMA_SIZE);
+      const reqs: DmaReq[] = ops.map((q) => {
+        // An identity domain's IOVA is the physical address: aim it at DMA-safe frames.
+        const dv = wd.devs[q.dev];
+        const ident = q.pasid === 0 && dv !== undefined && dv[0] & I.DTE_VALID && dv[1] === I.IODOM_IDENTITY;
+        const vpn = ident ? pfnOfSel(env, wd, q.pa) : vpnOf(env, wd, q.vpn, wd.ctx.get(`${q.dev}:${q.pasid}`));
+        // IOVAs stay exact doubles: a far page (it faults) gets no offset and one page at most.
+        const far = vpn >= 2 ** 40;
+        const len = Math.min(q.len, room, far ? 4096 : Infinity);
+        const data = Math.floor(q.at * (room - len + 1));
+        return { iova: vpn * 4096 + (far ? 0 : q.off), dev: q.dev, pasid: q.pasid, len, dir: q.dir, data };
+      });
+      const z = reqs[reqs.length - 1];
+      if (z && op.spoil) [() => 0, () => (z.dev = 4), () => (z.pasid = 0x100000), () => (z.dir = 2), () => (z.data = room - z.len + 1), () => (z.dev = 1000)][op.spoil]!();
+      const bytes = Uint8Array.from({ length: room }, (_, i) => (i * 31 + op.seed) & 255);
+      return d.iommuDma(reqs, bytes, op.flags);
+    }
+    case "burst": {
+      // As many one-byte writes to consecutive frames as one batch takes: backing slots
+      // run out (ENOMEM) in the configuration with a small pool.
+      const n = Math.floor((env.cfg.ringEntries * 24 - 1) / I.IODMA_SIZE);
+      const reqs = Array.from({ length: n }, (_, i): DmaOp => ({ dev: op.dev, pasid: 0, vpn: { recent: i, delta: 0 }, pa: { z: op.pa.z, off: op.pa.off + i }, off: 0, len: 1, dir: I.IODIR_FROM_DEVICE, at: 0 }));
+      return step(d, env, wd, { k: "dma", reqs, flags: 0, count: -1, seed: 0, spoil: 0 });
+    }
+  }
+}
+
+/* ---------- the property ---------- */
+
+const io = (devices: number, iotlb: [number, number], atc: [number, number]) => ({ devices, iotlb: { sets: iotlb[0], ways: iotlb[1] }, atc: { sets: atc[0], ways: atc[1] } });
+const CONFIGS: MachineConfig[] = [
+  parseMachineOptions({ memory: { normal: "8MiB", movable: "2MiB", cma: 0 }, cpus: 1, tlb: { sets: 4, ways: 2 }, ringEntries: 64, backing: { max: "16MiB" }, iommu: io(4, [4, 2], [2, 2]) }),
+  parseMachineOptions({ memory: { normal: "4MiB", movable: "2MiB", cma: 0 }, cpus: 1, paging: { levels: 5, physAddrBits: 40 }, tlb: { sets: 4, ways: 2 }, ringEntries: 64, backing: { max: "1MiB" }, iommu: io(4, [2, 3], [1, 3]) }),
+  parseMachineOptions({ memory: { normal: "8MiB", movable: "2MiB", cma: 0 }, cpus: 1, tlb: { sets: 4, ways: 2 }, ringEntries: 256, backing: { max: "16MiB" }, iommu: io(4, [16, 4], [4, 2]) }),
+  // A 1 MiB backing pool that DMA writes (bursts of 100 frames) exhaust: ENOMEM mid-transfer.
+  parseMachineOptions({ memory: { normal: "4MiB", movable: "4MiB", cma: 0 }, cpus: 1, tlb: { sets: 4, ways: 2 }, ringEntries: 256, backing: { max: "1MiB" }, iommu: io(4, [8, 2], [2, 4]) }),
+];
+
+function envOf(cfg: MachineConfig): Env {
+  const mov = cfg.zones.find((z) => z.kind === F.ZONE_MOVABLE)!;
+  return { cfg, movable: mov.startPfn, movableEnd: mov.startPfn + mov.pages, halfPages: 2 ** ((cfg.levels === 5 ? 57 : 48) - 13), maxXlate: translateMax(cfg) };
+}
+
+let opsRun = 0;
+let seqRun = 0;
+/** Outcomes by operation kind (DMALAB_DIFF_STATS=1 prints them): how much each path ran. */
+const outcomes = new Map<string, number>();
+
+function tally(op: Op, r: unknown): void {
+  if (!process.env.DMALAB_DIFF_STATS) return;
+  const add = (k: string) => outcomes.set(k, (outcomes.get(k) ?? 0) + 1);
+  for (const x of (Array.isArray(r) ? r : [r]) as { rc: number; reason?: number; out?: number[][] }[]) {
+    add(`${op.k}:${x.rc < 0 ? `err${x.rc}/${x.reason}` : "ok"}`);
+    for (const o of x.out ?? []) {
+      const st = o[0]!;
+      if (op.k === "dma" || op.k === "burst") add(`${op.k}.${st === 0 ? "done" : st === I.IODS_MMIO ? "mmio" : st < 0 ? `err${st}` : `fault${st >>> 16}`}${o[2] ? `.ev${o[2]}` : ""}`);
+      else if (op.k === "xlate" || op.k === "again") add(`io.${st >= 0x10000 ? `fault${st >>> 16}` : `src${(st >> 2) & 3}.size${st & 3}${st & I.IOST_STALE ? ".stale" : ""}`}`);
+    }
+  }
+}
+
+async function runSequence(cfg: MachineConfig, ops: Op[]): Promise<void> {
+  const env = envOf(cfg);
+  const core = await CoreIommuDriver.create(cfg);
+  const ref = new RefIommuDriver(cfg);
+  const world = (): World => ({ roots: [], allocs: [], recent: new Map(), ctx: new Map(), devs: [], last: [] });
+  const wc = world();
+  const wr = world();
+  // Start both with three IO page tables; devices 0 and 2 (with ATS) share domain 1, device
+  // 1 has domain 2, device 3 passes through; device 0's PASIDs 1 and 2 walk the other tables.
+  const V = I.DTE_VALID;
+  const setup: Op[] = [
+    { k: "pgdAlloc" }, { k: "pgdAlloc" }, { k: "pgdAlloc" },
+    { k: "dev", dev: 0, flags: V | I.DTE_ATS | I.DTE_PASID, type: I.IODOM_PAGING, domain: 1, root: 0 },
+    { k: "dev", dev: 1, flags: V, type: I.IODOM_PAGING, domain: 2, root: 1 },
+    { k: "dev", dev: 2, flags: V | I.DTE_ATS, type: I.IODOM_PAGING, domain: 1, root: 0 },
+    { k: "dev", dev: 3, flags: V | I.DTE_PASID, type: I.IODOM_IDENTITY, domain: 0, root: 0 },
+    { k: "pasid", dev: 0, pasid: 1, domain: 2, root: 1, clear: false },
+    { k: "pasid", dev: 0, pasid: 2, domain: 3, root: 11, clear: false },
+  ];
+  for (const op of setup) expect(step(core, env, wc, op)).toEqual(step(ref, env, wr, op));
+  ops.forEach((op, i) => {
+    const a = step(core, env, wc, op);
+    const b = step(ref, env, wr, op);
+    expect(a, `op ${i} ${JSON.stringify(op)}`).toEqual(b);
+    expect(core.iommuState(), `iommu state after op ${i}`).toEqual(ref.iommuState());
+    tally(op, a);
+    opsRun++;
+    if (i % 32 === 31) expect(core.state(), `machine state after op ${i}`).toEqual(ref.state());
+  });
+  expect(core.state()).toEqual(ref.state());
+  seqRun++;
+}
+
+const seed = process.env.DMALAB_SEED ? Number(process.env.DMALAB_SEED) : undefined;
+
+describe("IOMMU: core vs reference model", () => {
+  for (const [i, cfg] of CONFIGS.entries()) {
+    const io = cfg.iommu;
+    it(`agrees on random operation sequences (config ${i}: ${cfg.levels}-level, IOTLB ${io.iotlb.sets}x${io.iotlb.ways}, ATC ${io.atc.sets}x${io.atc.ways})`, async () => {
+      const before = opsRun;
+      await fc.assert(
+        fc.asyncProperty(fc.array(opArb, { minLength: 250, maxLength: 450 }), (ops) => runSequence(cfg, ops)),
+        { numRuns: 16, seed, interruptAfterTimeLimit: 60_000 },
+      );
+      // At least 4,000 operations per configuration (16 sequences of 250..450), 16,000 per run of this file.
+      expect(opsRun - before).toBeGreaterThanOrEqual(4000);
+      if (process.env.DMALAB_DIFF_STATS) console.log(`${seqRun} sequences, ${opsRun} ops\n${[...outcomes].sort().map(([k, v]) => `${k}=${v}`).join(" ")}`);
+    });
+  }
+});
