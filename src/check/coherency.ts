@@ -10,9 +10,8 @@
  * keep the old pages (system integrity holds) but keeps using them is reported.
  * @module
  */
-import type { Kernel } from "../mm/kernel.js";
 import type { MmStruct } from "../mm/mm.js";
-import { type CallSite, type CheckReport, deepError, userFrames } from "./report.js";
+import { Checker } from "./checker.js";
 
 /** A device that maps pages of an mm (a driver model registers itself). */
 export interface DeviceMapping {
@@ -22,18 +21,10 @@ export interface DeviceMapping {
   entries(start: number, end: number): Iterable<[number, number]>;
 }
 
-export class CoherencyChecker {
-  readonly #k: Kernel;
-  readonly #sites: boolean;
-  readonly #report: (r: CheckReport) => void;
+export class CoherencyChecker extends Checker {
   readonly #devices = new Set<DeviceMapping>();
   readonly #reported = new Set<string>();
 
-  constructor(k: Kernel, sites: boolean, report: (r: CheckReport) => void) {
-    this.#k = k;
-    this.#sites = sites;
-    this.#report = report;
-  }
 
   track(d: DeviceMapping): void {
     this.#devices.add(d);
@@ -43,9 +34,6 @@ export class CoherencyChecker {
     this.#devices.delete(d);
   }
 
-  #site(fn: string): CallSite {
-    return { fn, pid: null, time: this.#k.clock.now, stack: this.#sites ? userFrames(deepError(fn)) : [] };
-  }
 
   /** The CPU page table of pages [@start, @end) of @mm changed (@event): check the devices. */
   changed(mm: MmStruct, start: number, end: number, event: string): void {
@@ -59,17 +47,17 @@ export class CoherencyChecker {
         if (this.#reported.has(key)) continue;
         this.#reported.add(key);
         const now = cpu === null ? "maps nothing there" : `maps frame ${cpu} there`;
-        this.#report({
+        this.report({
           checker: "coherency",
           rule: "C1",
           message:
             `${d.name} still maps 0x${(vpn * 4096).toString(16)} to frame ${pfn} after a ${event} invalidation; the CPU ${now}. ` +
             "Its DMA reaches a page the process no longer has at that address (a pin keeps the page, not the mapping coherent)",
-          time: this.#k.clock.now,
+          time: this.k.clock.now,
           pfn,
           file: null,
           pids: [mm.pid],
-          sites: { invalidation: this.#site(`${event} invalidation`) },
+          sites: { invalidation: this.site(`${event} invalidation`) },
         });
       }
     }

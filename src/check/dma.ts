@@ -12,28 +12,16 @@
  *   a translation request can refill the ATC from the stale IOTLB.
  * @module
  */
-import type { Kernel } from "../mm/kernel.js";
-import { type CallSite, type CheckReport, deepError, userFrames } from "./report.js";
+import { Checker } from "./checker.js";
 
-export class DmaChecker {
-  readonly #k: Kernel;
-  readonly #sites: boolean;
-  readonly #report: (r: CheckReport) => void;
+export class DmaChecker extends Checker {
   /** Stale translations used inside a lazy-mode window (allowed). */
   lazyWindowUses = 0;
 
-  constructor(k: Kernel, sites: boolean, report: (r: CheckReport) => void) {
-    this.#k = k;
-    this.#sites = sites;
-    this.#report = report;
-  }
 
-  #site(fn: string): CallSite {
-    return { fn, pid: null, time: this.#k.clock.now, stack: this.#sites ? userFrames(deepError(fn)) : [] };
-  }
 
   #add(rule: string, message: string, pfn: number, fn: string): void {
-    this.#report({ checker: "dma", rule, message, time: this.#k.clock.now, pfn, file: null, pids: [], sites: { dma: this.#site(fn) } });
+    this.report({ checker: "dma", rule, message, time: this.k.clock.now, pfn, file: null, pids: [], sites: { dma: this.site(fn) } });
   }
 
   /** @dev's DMA at @iova reached frame @pfn, which nobody holds ([M1]). */

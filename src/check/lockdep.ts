@@ -23,8 +23,8 @@
  * another context would do (a fence's signalling path) runs inOtherTask.
  * @module
  */
-import type { Kernel } from "../mm/kernel.js";
-import { type CallSite, type CheckReport, deepError, userFrames } from "./report.js";
+import type { CallSite } from "./report.js";
+import { Checker } from "./checker.js";
 
 export const FS_RECLAIM = "fs_reclaim";
 export const MMU_NOTIFIER_MAP = "mmu_notifier_invalidate_range_start";
@@ -41,10 +41,7 @@ interface Order {
   second: CallSite;
 }
 
-export class Lockdep {
-  readonly #k: Kernel;
-  readonly #sites: boolean;
-  readonly #report: (r: CheckReport) => void;
+export class Lockdep extends Checker {
   /** held_locks of the one task. */
   readonly held: Held[] = [];
   /** Orders seen: A -> B -> where. */
@@ -53,15 +50,7 @@ export class Lockdep {
   nonBlock = 0;
   readonly #reported = new Set<string>();
 
-  constructor(k: Kernel, sites: boolean, report: (r: CheckReport) => void) {
-    this.#k = k;
-    this.#sites = sites;
-    this.#report = report;
-  }
 
-  #site(fn: string): CallSite {
-    return { fn, pid: null, time: this.#k.clock.now, stack: this.#sites ? userFrames(deepError(fn)) : [] };
-  }
 
   /** A path from @from to @to in the order graph, or null. */
   #path(from: string, to: string): string[] | null {
@@ -99,15 +88,15 @@ export class Lockdep {
     if (again && !this.#reported.has(`L1:recursive:${fn}`)) {
       this.#reported.add(`L1:recursive:${fn}`);
       reported = true;
-      this.#report({
+      this.report({
         checker: "lockdep",
         rule: "L1",
         message: `possible recursive locking: ${fn} takes ${cls} inside a fence-signalling critical section (waiting for a fence while on the path that signals fences can deadlock)`,
-        time: this.#k.clock.now,
+        time: this.k.clock.now,
         pfn: -1,
         file: null,
         pids: [],
-        sites: { held: again.site, acquire: (site ??= this.#site(fn)) },
+        sites: { held: again.site, acquire: (site ??= this.site(fn)) },
       });
     }
     for (const h of this.held) {
@@ -115,7 +104,7 @@ export class Lockdep {
       const m = this.#after.get(h.cls);
       if (m?.has(cls)) continue; // seen before: checked then
       const back = reported ? null : this.#path(cls, h.cls);
-      site ??= this.#site(fn);
+      site ??= this.site(fn);
       if (back) {
         this.#inversion(h, cls, site, back); // one report per acquisition, as lockdep splats once
         reported = true;
@@ -123,7 +112,7 @@ export class Lockdep {
       if (m) m.set(cls, { first: h.site, second: site });
       else this.#after.set(h.cls, new Map([[cls, { first: h.site, second: site }]]));
     }
-    this.held.push({ cls, site: site ?? { fn, pid: null, time: this.#k.clock.now, stack: [] } });
+    this.held.push({ cls, site: site ?? { fn, pid: null, time: this.k.clock.now, stack: [] } });
   }
 
   /** lock_release of the newest hold of @cls. */
@@ -154,13 +143,13 @@ export class Lockdep {
     if (this.#reported.has(key)) return;
     this.#reported.add(key);
     const known = this.#after.get(back[0]!)?.get(back[1]!);
-    this.#report({
+    this.report({
       checker: "lockdep",
       rule: "L1",
       message:
         `possible circular locking dependency: taking ${cls} while holding ${held.cls}, ` +
         `but ${back.join(" -> ")} was seen before${back.includes(FS_RECLAIM) ? " (a deadlock under memory reclaim)" : ""}`,
-      time: this.#k.clock.now,
+      time: this.k.clock.now,
       pfn: -1,
       file: null,
       pids: [],
@@ -175,15 +164,15 @@ export class Lockdep {
     if (this.#reported.has(key)) return;
     this.#reported.add(key);
     const inner = [...this.held].reverse().find((h) => h.cls === MMU_NOTIFIER_MAP);
-    this.#report({
+    this.report({
       checker: "lockdep",
       rule: "L2",
       message: `${what} may sleep inside a non-blocking section (a non-blockable mmu notifier invalidation must return -EAGAIN / false instead)`,
-      time: this.#k.clock.now,
+      time: this.k.clock.now,
       pfn: -1,
       file: null,
       pids: [],
-      sites: { sleep: this.#site(fn), ...(inner ? { section: inner.site } : {}) },
+      sites: { sleep: this.site(fn), ...(inner ? { section: inner.site } : {}) },
     });
   }
 

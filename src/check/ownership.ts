@@ -19,8 +19,8 @@
  * A coherent buffer (or one the exporter never maps into the kernel) has no owner to check.
  * @module
  */
-import type { Kernel } from "../mm/kernel.js";
-import { type CallSite, type CheckReport, deepError, userFrames } from "./report.js";
+import type { CallSite } from "./report.js";
+import { Checker } from "./checker.js";
 
 /** What the checker needs of a buffer and its attachments. */
 export interface OwnedBuffer {
@@ -46,19 +46,11 @@ interface State {
   cpuBracket: number;
 }
 
-export class OwnershipChecker {
-  readonly #k: Kernel;
-  readonly #sites: boolean;
-  readonly #report: (r: CheckReport) => void;
+export class OwnershipChecker extends Checker {
   readonly #state = new WeakMap<OwnedBuffer, State>();
   /** Step counter of each buffer's events (the table's step numbers, for a scenario). */
   readonly #steps = new WeakMap<OwnedBuffer, number>();
 
-  constructor(k: Kernel, sites: boolean, report: (r: CheckReport) => void) {
-    this.#k = k;
-    this.#sites = sites;
-    this.#report = report;
-  }
 
   #of(b: OwnedBuffer): State {
     let s = this.#state.get(b);
@@ -66,9 +58,6 @@ export class OwnershipChecker {
     return s;
   }
 
-  #site(fn: string): CallSite {
-    return { fn, pid: null, time: this.#k.clock.now, stack: this.#sites ? userFrames(deepError(fn)) : [] };
-  }
 
   #step(b: OwnedBuffer): number {
     const n = (this.#steps.get(b) ?? 0) + 1;
@@ -77,8 +66,8 @@ export class OwnershipChecker {
   }
 
   #emit(b: OwnedBuffer, rule: string, step: number, message: string, sites: Record<string, CallSite>): void {
-    this.#report({
-      checker: "dma-buf-ownership", rule, message: `${b.name}, event ${step}: ${message}`, time: this.#k.clock.now, pfn: -1, file: null, pids: [], sites,
+    this.report({
+      checker: "dma-buf-ownership", rule, message: `${b.name}, event ${step}: ${message}`, time: this.k.clock.now, pfn: -1, file: null, pids: [], sites,
     });
   }
 
@@ -86,7 +75,7 @@ export class OwnershipChecker {
   mapped(b: OwnedBuffer, attach: object, dev: OwningDevice, write: boolean, fn: string): void {
     this.#step(b);
     if (b.coherent) return;
-    this.#of(b).owners.set(attach, { dev, write, site: this.#site(fn) });
+    this.#of(b).owners.set(attach, { dev, write, site: this.site(fn) });
   }
 
   /** @attach unmapped @b (device ownership ends). */
@@ -110,7 +99,7 @@ export class OwnershipChecker {
     if (s.cpuBracket > 0 || !s.owners.size) return;
     const [owner] = s.owners.values();
     this.#emit(b, "D1", step, `${who} ${write ? "writes" : "reads"} it with the CPU while ${owner!.dev.name} owns it (mapped for DMA); a streaming buffer must be unmapped, or bracketed by begin/end_cpu_access, first`, {
-      access: this.#site(fn), owner: owner!.site,
+      access: this.site(fn), owner: owner!.site,
     });
   }
 
@@ -118,7 +107,7 @@ export class OwnershipChecker {
   staleDma(b: OwnedBuffer, dev: OwningDevice, stale: number[], fn: string): void {
     const step = this.#step(b);
     this.#emit(b, "D4", step, `${dev.name} does DMA through a mapping made before the buffer moved: frames ${stale.slice(0, 4).join(", ")}${stale.length > 4 ? ", ..." : ""} are no longer the buffer's (free, or someone else's); the importer must map again after moveNotify`, {
-      dma: this.#site(fn),
+      dma: this.site(fn),
     });
   }
 
@@ -129,7 +118,7 @@ export class OwnershipChecker {
     const s = this.#of(b);
     const me = s.owners.get(attach);
     if (!me) {
-      this.#emit(b, "D3", step, `${dev.name} does DMA through an attachment with no mapping`, { dma: this.#site(fn) });
+      this.#emit(b, "D3", step, `${dev.name} does DMA through an attachment with no mapping`, { dma: this.site(fn) });
       return;
     }
     for (const [other, o] of s.owners) {
@@ -137,7 +126,7 @@ export class OwnershipChecker {
       if (!(write || o.write)) continue; // two readers
       if (dev.coherencyDomain !== undefined && dev.coherencyDomain === o.dev.coherencyDomain) continue;
       this.#emit(b, "D2", step, `${dev.name} does DMA (${write ? "write" : "read"}) while ${o.dev.name} also owns it (mapped${o.write ? " for writing" : ""}): two devices own a non-coherent buffer, with a writer among them`, {
-        dma: this.#site(fn), owner: o.site,
+        dma: this.site(fn), owner: o.site,
       });
       return;
     }

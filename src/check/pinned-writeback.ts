@@ -17,10 +17,10 @@
  */
 import * as F from "../abi/frame.js";
 import type { Inode } from "../fs/inode.js";
-import type { Kernel } from "../mm/kernel.js";
 import { rmapWalk } from "../mm/rmap.js";
 import type { PagesArray } from "../gup/range.js";
 import { type CallSite, type CheckReport, userFrames } from "./report.js";
+import { Checker } from "./checker.js";
 
 const LOG_CALLS = 1024;
 /** The frames of the logged calls share one pool of this many entries (no allocation per call). */
@@ -43,11 +43,8 @@ interface Cleaned {
   index: number;
 }
 
-export class PinnedWritebackChecker {
+export class PinnedWritebackChecker extends Checker {
   readonly name = "pinned-writeback";
-  readonly #k: Kernel;
-  readonly #sites: boolean;
-  readonly #report: (r: CheckReport) => void;
   /** The newest LOG_CALLS pin calls, a ring: #log[#next] is the oldest once it is full. */
   readonly #log: PinCall[] = [];
   #next = 0;
@@ -57,11 +54,6 @@ export class PinnedWritebackChecker {
   /** Pages writeback cleaned while they looked pinned, by frame. */
   readonly #cleaned = new Map<number, Cleaned>();
 
-  constructor(k: Kernel, callSites: boolean, report: (r: CheckReport) => void) {
-    this.#k = k;
-    this.#sites = callSites;
-    this.#report = report;
-  }
 
   /** A pin call took @n pages of @pages. */
   pinned(pid: number, fn: string, pages: PagesArray, n: number): void {
@@ -75,7 +67,7 @@ export class PinnedWritebackChecker {
     if (pages instanceof Float64Array) this.#pool.set(pages.subarray(n - take, n), off);
     else for (let i = 0; i < take; i++) this.#pool[off + i] = pages[n - take + i]!;
     this.#poolAt += take;
-    const call = { fn, pid, time: this.#k.clock.now, off, n: take, lap: this.#lap, site: this.#sites ? new Error("pin") : null };
+    const call = { fn, pid, time: this.k.clock.now, off, n: take, lap: this.#lap, site: this.sites ? new Error("pin") : null };
     if (this.#log.length < LOG_CALLS) this.#log.push(call);
     else this.#log[this.#next] = call;
     this.#next = (this.#next + 1) % LOG_CALLS;
@@ -95,13 +87,10 @@ export class PinnedWritebackChecker {
     return undefined;
   }
 
-  #site(fn: string): CallSite {
-    return { fn, pid: null, time: this.#k.clock.now, stack: this.#sites ? userFrames(new Error(fn)) : [] };
-  }
 
   /** [O1] writeback wrote page @index of @inode (frame @pfn) while it looked pinned. */
   writebackPinned(inode: Inode, index: number, pfn: number, fn: string): void {
-    const k = this.#k;
+    const k = this.k;
     const pin = this.#pinSite(pfn);
     const mappers = rmapWalk(k, pfn).map((h) => h.mm.pid);
     const pids = [...new Set([...(pin ? [pin.pid!] : []), ...mappers])];
@@ -117,22 +106,22 @@ export class PinnedWritebackChecker {
       pfn,
       file: { path: inode.path, index },
       pids,
-      sites: { writeback: this.#site(fn), ...(pin ? { pin } : {}) },
+      sites: { writeback: this.site(fn), ...(pin ? { pin } : {}) },
     };
     this.#cleaned.set(pfn, { report, inode, index });
-    this.#report(report);
+    this.report(report);
   }
 
   /** An unpin with make_dirty is about to release @n entries of @pages. */
   unpinDirty(pages: PagesArray, n: number): void {
     if (this.#cleaned.size === 0) return;
-    const k = this.#k;
+    const k = this.k;
     for (const [pfn, c] of this.#cleaned) {
       const at = pages.indexOf(pfn);
       if (at < 0 || at >= n) continue;
       this.#cleaned.delete(pfn);
       if (k.flagsOf(k.folioOf(pfn)) & F.PG_dirty) continue; // written again since: the fs knows
-      this.#report({
+      this.report({
         checker: this.name,
         rule: "O2",
         message:
@@ -144,7 +133,7 @@ export class PinnedWritebackChecker {
         pfn,
         file: { path: c.inode.path, index: c.index },
         pids: c.report.pids,
-        sites: { ...c.report.sites, unpin: this.#site("unpinUserPagesDirtyLock") },
+        sites: { ...c.report.sites, unpin: this.site("unpinUserPagesDirtyLock") },
       });
     }
   }
