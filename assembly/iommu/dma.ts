@@ -15,7 +15,7 @@ import { RING_ENTRY0, RENT_SIZE, ZONE_KIND } from "../../src/abi/header";
 import { PG_reserved, PG_tail, ZONE_DEVICE, ZONE_DEVICE_PRIVATE } from "../../src/abi/frame";
 import {
   IOD_IOVA, IOD_DEV, IOD_PASID, IOD_LEN, IOD_DIR, IOD_DATA, IOD_STATUS, IOD_DONE, IOD_EVENTS, IOD_PA, IOD_STOP_PA,
-  IODMA_SIZE, IODIR_FROM_DEVICE, IODE_UNHELD, IODE_STALE, IODS_MMIO, IOST_STALE, IOA_READ, IOA_WRITE, IOX_ALL,
+  IODMA_SIZE, IODIR_FROM_DEVICE, IODE_UNHELD, IODE_UNHELD_SHIFT, IODE_STALE, IODS_MMIO, IOST_STALE, IOA_READ, IOA_WRITE, IOX_ALL,
   REG_IO_UNHELD,
 } from "../../src/abi/iommu";
 import { fail } from "../errno";
@@ -75,6 +75,7 @@ export function iommuDma(n: u32, flags: u32): i32 {
     const buf = data + <usize>load<u32>(q + IOD_DATA);
     let done: u32 = 0;
     let events: u32 = 0;
+    let pagesUnheld: u32 = 0;
     let status: i32 = 0;
     let first: u64 = 0;
     let stop: u64 = 0;
@@ -98,7 +99,7 @@ export function iommuDma(n: u32, flags: u32): i32 {
       let ev: u32 = st & IOST_STALE ? IODE_STALE : 0;
       if (!held(<u32>pfn, z)) {
         ev |= IODE_UNHELD;
-        unheld++;
+        pagesUnheld++;
       }
       if (ev != 0 && events == 0) first = pa;
       events |= ev;
@@ -118,7 +119,8 @@ export function iommuDma(n: u32, flags: u32): i32 {
     }
     store<i32>(q + IOD_STATUS, status);
     store<u32>(q + IOD_DONE, done);
-    store<u32>(q + IOD_EVENTS, events);
+    store<u32>(q + IOD_EVENTS, events | (pagesUnheld << IODE_UNHELD_SHIFT));
+    unheld += pagesUnheld;
     store<u64>(q + IOD_PA, first);
     store<u64>(q + IOD_STOP_PA, stop);
   }

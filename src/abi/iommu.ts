@@ -128,7 +128,7 @@ export const IOD_DIR = 20; // u32 in: IODIR_*
 export const IOD_DATA = 24; // u32 in: byte offset in the data area
 export const IOD_STATUS = 28; // i32 out
 export const IOD_DONE = 32; // u32 out: bytes transferred
-export const IOD_EVENTS = 36; // u32 out: IODE_* seen on the way
+export const IOD_EVENTS = 36; // u32 out: IODE_* seen on the way, and the unheld pages << IODE_UNHELD_SHIFT
 export const IOD_PA = 40; // u64 out: the physical address of the first page with an event
 export const IOD_STOP_PA = 48; // u64 out: with IODS_MMIO, the address it stopped at
 export const IODMA_SIZE = 56;
@@ -138,4 +138,5 @@ export const IODIR_FROM_DEVICE = 1; // the device writes memory (DMA_FROM_DEVICE
 
 export const IODE_UNHELD = 1 << 0; // a page's frame had no reference (free memory)
 export const IODE_STALE = 1 << 1; // a cached translation the tables no longer give (IOX_CHECK)
+export const IODE_UNHELD_SHIFT = 8; // IOD_EVENTS >>> 8: how many of the request's pages were unheld
 export const IODS_MMIO = 0x7fff0000; // status: stopped at an address outside RAM

@@ -137,8 +137,9 @@ function runBatch(
     const addr = op.addr + from;
     const write = op.data !== undefined;
     if (events & IO.IODE_UNHELD) {
-      r.unheld++;
-      k.checkers.dma?.unheld(op.dev.name, addr, Math.floor(pa / 4096), 1, write);
+      const pages = events >>> IO.IODE_UNHELD_SHIFT;
+      r.unheld += pages;
+      k.checkers.dma?.unheld(op.dev.name, addr, Math.floor(pa / 4096), pages, write);
     }
     if (events & IO.IODE_STALE) {
       r.stale = true;

@@ -122,6 +122,18 @@ describe("the DMA checker", () => {
     expect(rep!.message).toMatch(/nic wrote frame \d+ .* nobody holds it/);
   });
 
+  it("[M1] counts every unheld page of a transfer, in the result and in one report", async () => {
+    const m = await setup();
+    const nic = m.iommu.iommuProbeDevice("nic");
+    const pfn = m.phys.allocPages(2);
+    const dma = dmaMapPage(nic, pfn, 0, 3 * 4096, "FROM_DEVICE");
+    m.phys.freePages(pfn, 2); // all four frames go back; three are mapped
+    expect(dmaWrite(m.iommu, nic, dma + 4000, bytes(5000, 1)).unheld).toBe(3); // touches pages 0, 1 and 2
+    const reps = m.checkReports();
+    expect(reps.length).toBe(1);
+    expect(reps[0]!.message).toMatch(/3 such pages in this transfer/);
+  });
+
   it("[M2] reports a stale ATC translation used after a driver's unmap that flushed only the IOTLB", async () => {
     const m = await setup();
     const gpu = m.iommu.iommuProbeDevice("gpu", { ats: true });

@@ -337,6 +337,7 @@ export class RefIommu {
       const toMem = q.dir === I.IODIR_FROM_DEVICE;
       let done = 0;
       let events = 0;
+      let pagesUnheld = 0;
       let status = 0;
       let first = 0;
       let stop = 0;
@@ -359,7 +360,7 @@ export class RefIommu {
         let ev = st & I.IOST_STALE ? I.IODE_STALE : 0;
         if (!this.held(pfn, z.kind)) {
           ev |= I.IODE_UNHELD;
-          unheld++;
+          pagesUnheld++;
         }
         if (ev !== 0 && events === 0) first = pa;
         events |= ev;
@@ -374,7 +375,8 @@ export class RefIommu {
         }
         done += chunk;
       }
-      return [status, done, events, first, stop];
+      unheld += pagesUnheld;
+      return [status, done, events | (pagesUnheld << I.IODE_UNHELD_SHIFT), first, stop];
     });
     return { out, counts: this.n, unheld };
   }
