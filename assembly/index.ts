@@ -9,7 +9,7 @@ import { ENOMEM, EINVAL } from "../src/abi/errno";
 import { R_CONFIG, R_PFN_NOT_RAM, R_NO_POOL } from "../src/abi/reason";
 import { lastReason, lastArg, fail } from "./errno";
 import { coreLayout, layoutLoad, hdr, NR_FRAMES } from "./layout";
-import { zonesInit, allocPagesZonelist, freePagesChecked, nrFreePages as nrFree } from "./phys/buddy";
+import { zonesInit, allocPagesZonelist, freePagesChecked, splitPageChecked, nrFreePages as nrFree } from "./phys/buddy";
 import { frameBytesAddr, poolAvailable as poolAvail } from "./phys/pool";
 import { pfnToZone } from "./phys/frame";
 import { cpusInit } from "./mmu/cpu";
@@ -74,6 +74,12 @@ export function allocPages(zonelist: u32, order: u32, flags: u32): f64 {
 export function freePages(pfn: f64, order: u32): i32 {
   if (!(pfn >= 0) || pfn != Math.floor(pfn)) return fail(EINVAL, R_PFN_NOT_RAM, 0);
   return freePagesChecked(<u64>pfn, order);
+}
+
+/** splitPage - split_page(); 0 or -errno. */
+export function splitPage(pfn: f64, order: u32): i32 {
+  if (!(pfn >= 0) || pfn != Math.floor(pfn)) return fail(EINVAL, R_PFN_NOT_RAM, 0);
+  return splitPageChecked(<u64>pfn, order);
 }
 
 /** nrFreePages - free frames of zone @idx, or of every zone when @idx < 0. */

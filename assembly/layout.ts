@@ -17,7 +17,7 @@ import {
   HDR_ATC_SETS, HDR_ATC_WAYS, HDR_DEVTAB_BASE, HDR_IOTLB_BASE, HDR_ATC_BASE, HDR_ATC_STRIDE,
 } from "../src/abi/header";
 import { DTE_SIZE, IOTE_SIZE } from "../src/abi/iommu";
-import { FRAME_SIZE, MAX_ZONES, ZONE_DEVICE_PRIVATE } from "../src/abi/frame";
+import { FRAME_SIZE, MAX_ZONES, ZONE_P2PDMA } from "../src/abi/frame";
 import { EINVAL } from "../src/abi/errno";
 import { R_CONFIG } from "../src/abi/reason";
 import { fail } from "./errno";
@@ -111,7 +111,7 @@ export function coreLayout(): i32 {
     const cfg = HDR_ZONE_CFG + z * ZCFG_SIZE;
     const start = <u64>hdr(cfg + ZCFG_START);
     const pages = <u64>hdr(cfg + ZCFG_PAGES);
-    if (hdr(cfg + ZCFG_KIND) > <u32>ZONE_DEVICE_PRIVATE) return bad(cfg + ZCFG_KIND);
+    if (hdr(cfg + ZCFG_KIND) > <u32>ZONE_P2PDMA) return bad(cfg + ZCFG_KIND);
     if (start < next) return bad(cfg + ZCFG_START);
     if (pages == 0 || start + pages > <u64>nrFrames) return bad(cfg + ZCFG_PAGES);
     next = start + pages;

@@ -5,7 +5,7 @@
  * @module
  */
 import * as v from "valibot";
-import { ZONE_NORMAL, ZONE_MOVABLE, ZONE_CMA, ZONE_DEVICE, ZONE_DEVICE_PRIVATE, FRAME_SIZE, RESERVED_LOW_PFNS } from "./abi/frame.js";
+import { ZONE_NORMAL, ZONE_MOVABLE, ZONE_CMA, ZONE_DEVICE, ZONE_DEVICE_PRIVATE, ZONE_P2PDMA, FRAME_SIZE, RESERVED_LOW_PFNS } from "./abi/frame.js";
 import { MAX_THREADS, MAX_CPUS } from "./abi/header.js";
 import { DmaError } from "./errors.js";
 import { DEFAULT_COSTS, type CostName } from "./sim/cost.js";
@@ -54,6 +54,11 @@ export const MachineOptionsSchema = v.strictObject({
       pmem: v.optional(size, 0),
       /** Device-private memory (ZONE_DEVICE, MEMORY_DEVICE_PRIVATE): what memremapPages hands to devices. */
       devicePrivate: v.optional(size, 0),
+      /**
+       * PCI P2PDMA memory (ZONE_DEVICE, MEMORY_DEVICE_PCI_P2PDMA): struct pages that stand for
+       * BAR memory, handed to providers by pciP2pdmaAddResource.
+       */
+      p2pdma: v.optional(size, 0),
     }),
     {},
   ),
@@ -131,7 +136,7 @@ export const MachineOptionsSchema = v.strictObject({
 export type MachineOptions = v.InferInput<typeof MachineOptionsSchema>;
 
 export interface ZoneConfig {
-  name: "NORMAL" | "MOVABLE" | "CMA" | "DEVICE" | "DEVICE_PRIVATE";
+  name: "NORMAL" | "MOVABLE" | "CMA" | "DEVICE" | "DEVICE_PRIVATE" | "P2PDMA";
   kind: number;
   startPfn: number;
   pages: number;
@@ -176,6 +181,7 @@ export function parseMachineOptions(options: unknown = {}): MachineConfig {
     ["MOVABLE", ZONE_MOVABLE, o.memory.movable],
     ["DEVICE", ZONE_DEVICE, o.memory.pmem],
     ["DEVICE_PRIVATE", ZONE_DEVICE_PRIVATE, o.memory.devicePrivate],
+    ["P2PDMA", ZONE_P2PDMA, o.memory.p2pdma],
   ];
   for (const [name, kind, bytes] of order) {
     if (bytes === 0) continue;
@@ -199,7 +205,7 @@ export function parseMachineOptions(options: unknown = {}): MachineConfig {
   if (pfn > 2 ** (o.paging.physAddrBits - 12)) {
     throw new DmaError("EINVAL", "memory: more than paging.physAddrBits can address", { arg: "memory" });
   }
-  const ram = (pfn - o.memory.pmem / 4096 - o.memory.devicePrivate / 4096) * 4096;
+  const ram = (pfn - o.memory.pmem / 4096 - o.memory.devicePrivate / 4096 - o.memory.p2pdma / 4096) * 4096;
   const backingMax = o.backing.max ?? Math.min(ram, 2 ** 30);
   if (backingMax < 2 ** 20) {
     throw new DmaError("EINVAL", "backing.max: needs at least 1 MiB", { arg: "backing.max" });

@@ -141,6 +141,10 @@ export { pciP2pdmaDistance, pciP2pdmaDistanceMany, pciP2pdmaMapType, PCI_ACS_RR,
 export type { PciP2pdmaMapType, P2pdmaResult } from "./pci/p2pdma.js";
 export { pcieRoute, fabricNodes } from "./pci/router.js";
 export type { Route, RouteRequest, RouteResult } from "./pci/router.js";
+export {
+  pciP2pdmaAddResource, pciAllocP2pmem, pciFreeP2pmem, pciP2pmemVirtToBus, pciP2pmemPublish, pciHasP2pmem, pciP2pmemFindMany,
+  pciP2pmemAvailable, p2pmemAllocMmap, pciP2pdmaOf, p2pdmaPagemapOf, isPciP2pdmaPage, PciP2pdma, PciP2pdmaPagemap,
+} from "./pci/p2pmem.js";
 export { Iommu, IommuDevice } from "./iommu/iommu.js";
 export type { IommuDeviceOptions, IoRequest, IoTranslation, IoAccess, IoFaultReason } from "./iommu/iommu.js";
 export {

@@ -12,7 +12,7 @@
 import { EINVAL, ENOMEM } from "../../src/abi/errno";
 import { R_COUNT, R_FLAGS, R_NO_POOL } from "../../src/abi/reason";
 import { RING_ENTRY0, RENT_SIZE, ZONE_KIND } from "../../src/abi/header";
-import { PG_reserved, PG_tail, ZONE_DEVICE, ZONE_DEVICE_PRIVATE } from "../../src/abi/frame";
+import { PG_reserved, PG_tail, ZONE_DEVICE, ZONE_DEVICE_PRIVATE, ZONE_P2PDMA } from "../../src/abi/frame";
 import {
   IOD_IOVA, IOD_DEV, IOD_PASID, IOD_LEN, IOD_DIR, IOD_DATA, IOD_STATUS, IOD_DONE, IOD_EVENTS, IOD_PA, IOD_STOP_PA,
   IODMA_SIZE, IODIR_FROM_DEVICE, IODE_UNHELD, IODE_UNHELD_SHIFT, IODE_STALE, IODS_MMIO, IOST_STALE, IOA_READ, IOA_WRITE, IOX_ALL,
@@ -28,7 +28,7 @@ import { ioTranslate, ioPa, ioCountsReset, ioCountsStore, ioRequestCheck } from 
 /** Whether frame @pfn of zone @z is held: device memory, reserved, or its folio referenced. */
 function held(pfn: u32, z: i32): bool {
   const kind = load<u32>(zone(<u32>z) + ZONE_KIND);
-  if (kind == ZONE_DEVICE || kind == ZONE_DEVICE_PRIVATE) return true;
+  if (kind == ZONE_DEVICE || kind == ZONE_DEVICE_PRIVATE || kind == ZONE_P2PDMA) return true;
   const f = frameFlags(pfn);
   if (f & PG_reserved) return true;
   return frameRefcount(f & PG_tail ? frameMapping(pfn) : pfn) > 0;

@@ -6,10 +6,10 @@ import {
   FOLL_WRITE, FOLL_GET, FOLL_PIN, FOLL_LONGTERM, FOLL_PCI_P2PDMA, FOLL_FORCE, FOLL_TOUCH,
   FOLL_NOFAULT, GUPM_LOCKED, GUPM_FORCE_WRITE_OK, GUPM_COW_VMA, GUPM_RACE,
 } from "../../src/abi/gup";
-import { HDR_ADDR, HDR_ZERO_PFN, ZONE_KIND } from "../../src/abi/header";
-import { FRAME_SIZE, FRAME_BACKING, ZONE_NORMAL } from "../../src/abi/frame";
+import { HDR_ADDR, HDR_ZERO_PFN, ZONE_KIND, ZONE_START, ZONE_END } from "../../src/abi/header";
+import { FRAME_SIZE, FRAME_BACKING, ZONE_NORMAL, ZONE_P2PDMA } from "../../src/abi/frame";
 import { PTE_SOFTW1, PTE_BIT_PKEY } from "../../src/abi/x86";
-import { FRAMES, POOL } from "../layout";
+import { FRAMES, POOL, NR_ZONES } from "../layout";
 import { pfnToZone, zone } from "../phys/frame";
 import { P, RW, US, PKEY_MASK } from "../mmu/pte";
 
@@ -35,6 +35,29 @@ export let out: usize = 0;
 /* Race script (tests). */
 export let races: u32 = 0;
 export let raceBase: usize = 0;
+
+/* The P2PDMA frames this call must refuse (none with FOLL_PCI_P2PDMA): [p2pLo, p2pLo + p2pSpan). */
+export let p2pLo: u32 = 0;
+export let p2pSpan: u32 = 0;
+
+/** p2pdmaRefusedSet - the frames a call with @flags refuses: the P2PDMA zone, unless FOLL_PCI_P2PDMA. */
+export function p2pdmaRefusedSet(flags: u32): void {
+  p2pLo = 0;
+  p2pSpan = 0;
+  if (flags & FOLL_PCI_P2PDMA) return;
+  for (let z: u32 = 0; z < NR_ZONES; z++) {
+    const zp = zone(z);
+    if (load<u32>(zp + ZONE_KIND) != <u32>ZONE_P2PDMA) continue;
+    p2pLo = load<u32>(zp + ZONE_START);
+    p2pSpan = load<u32>(zp + ZONE_END) - p2pLo;
+  }
+}
+
+/** is_pci_p2pdma_page(@pfn) && !(flags & FOLL_PCI_P2PDMA): try_grab_folio refuses the page. */
+// @ts-ignore: decorator
+@inline export function p2pdmaRefused(pfn: u32): bool {
+  return pfn - p2pLo < p2pSpan;
+}
 
 /** zoneKindOf - ZONE_* of the zone holding @pfn, or -1 for a frame outside every zone. */
 // @ts-ignore: decorator

@@ -6,7 +6,7 @@
 import {
   FOLL_WRITE, FOLL_PIN, FOLL_LONGTERM, GUP_STOP_NONE, GUP_STOP_NOT_PRESENT, GUP_STOP_PERM, GUP_STOP_SPECIAL,
   GUP_STOP_DEVMAP, GUP_STOP_GRAB, GUP_STOP_CHANGED, GUP_STOP_LONGTERM, GUP_STOP_UNSHARE, GUP_STOP_FILE_PIN,
-  GUP_STOP_NO_PAGE,
+  GUP_STOP_NO_PAGE, GUP_STOP_P2PDMA,
 } from "../../src/abi/gup";
 import {
   FRAME_SIZE, FRAME_FLAGS, FRAME_REFCOUNT, GUP_PIN_COUNTING_BIAS, PG_head, PG_tail, PG_anon, PG_anon_exclusive,
@@ -19,7 +19,7 @@ import { P, US, RW, PKEY_MASK, ptePfn } from "../mmu/pte";
 import { folioPut, folioPincountAdd, pageFlagsUpdate } from "./page";
 import { gupPutFolio } from "./unpin";
 import {
-  NONE, SPECIAL, fl, pkru, out, taken, grabs, loads, stopWhy, pinAcquired, zoneKindOf, longtermPinnable, tableBytes,
+  NONE, SPECIAL, fl, pkru, out, taken, grabs, loads, stopWhy, pinAcquired, zoneKindOf, longtermPinnable, tableBytes, p2pdmaRefused,
 } from "./gup-call";
 import { grab } from "./gup-grab";
 
@@ -66,6 +66,10 @@ export function ptesFast(t: u32, pmdAddr: usize, pmd: u64, lv: u64, end: u64): b
       break;
     }
     const pfn = <u32>pfn64;
+    if (p2pdmaRefused(pfn)) {
+      why = GUP_STOP_P2PDMA;
+      break;
+    }
     if (longterm && zoneKindOf(pfn) == ZONE_DEVICE) {
       why = GUP_STOP_DEVMAP;
       break;

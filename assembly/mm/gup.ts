@@ -25,7 +25,7 @@
 import {
   FOLL_WRITE, FOLL_GET, FOLL_PIN, FOLL_LONGTERM, GUPM_LOCKED, GUPM_RACE,
   GUP_STOP_NONE, GUP_STOP_NOT_PRESENT, GUP_STOP_PERM, GUP_STOP_SPECIAL, GUP_STOP_DEVMAP,
-  GUP_STOP_CHANGED, GUP_STOP_SEQ, GUP_STOP_NO_PAGE, REG_GUP_STOP, REG_GUP_GRABS, REG_GUP_LOADS, REG_GUP_HUGE_PAGES,
+  GUP_STOP_CHANGED, GUP_STOP_SEQ, GUP_STOP_NO_PAGE, GUP_STOP_P2PDMA, REG_GUP_STOP, REG_GUP_GRABS, REG_GUP_LOADS, REG_GUP_HUGE_PAGES,
   REG_GUP_UNPINNABLE, RACE_BASE, RACE_MAX,
 } from "../../src/abi/gup";
 import { HDR_ADDR, HDR_ZERO_PFN, HDR_FOLL_PIN_ACQUIRED, RING_ENTRY0, RENT_SIZE, REG_PAGES } from "../../src/abi/header";
@@ -42,7 +42,7 @@ import { folioHead, pageFlagsUpdate } from "./page";
 import { gupPutFolio, flushPinReleased } from "./unpin";
 import {
   ALLOWED, NONE, SPECIAL, fl, pkru, rootPfn, taken, stopWhy, grabs, loads, unpinnable, hugePages, pinAcquired, out,
-  races, raceBase, zoneKindOf, longtermPinnable, accessPermitted, tableBytes, emit, stop,
+  races, raceBase, zoneKindOf, p2pdmaRefused, p2pdmaRefusedSet, longtermPinnable, accessPermitted, tableBytes, emit, stop,
 } from "./gup-call";
 import { grab, leafChecks, writeAllowed } from "./gup-grab";
 import { race } from "./gup-race";
@@ -85,6 +85,7 @@ function ptes(t: u32, pmdAddr: usize, pmd: u64, lv: u64, end: u64, first: u64): 
       continue;
     }
     if (<u64>pfn >= <u64>nframes) return stop(GUP_STOP_NO_PAGE);
+    if (p2pdmaRefused(pfn)) return stop(GUP_STOP_P2PDMA);
     const pf = frameFlags(pfn);
     if (write && (e & RW) == 0 && !writeAllowed(e, pf, frameFlags(folioHead(pfn)))) return stop(GUP_STOP_PERM);
     if (!locked && (fl & FOLL_LONGTERM) != 0 && zoneKindOf(pfn) == ZONE_DEVICE) return stop(GUP_STOP_DEVMAP);
@@ -119,6 +120,7 @@ function hugeLeaf(ea: usize, e: u64, level: u32, lv: u64, end: u64, first: u64):
   const basePfn = ptePfn(e) & ~(span - 1);
   const pfn = <u32>(basePfn + (lv & (span - 1)));
   if (<u64>pfn + (end - lv) > <u64>NR_FRAMES) return stop(GUP_STOP_NO_PAGE);
+  if (p2pdmaRefused(pfn)) return stop(GUP_STOP_P2PDMA);
   const hf0 = frameFlags(folioHead(pfn));
   if (write && (e & RW) == 0 && !writeAllowed(e, hf0, hf0)) return stop(GUP_STOP_PERM);
   if (!locked && (fl & FOLL_LONGTERM) != 0 && zoneKindOf(pfn) == ZONE_DEVICE) return stop(GUP_STOP_DEVMAP);
@@ -228,6 +230,7 @@ export function gupRange(root: f64, vpn: f64, npages: u32, flags: u32, pk: u32):
   loads = 0;
   unpinnable = 0;
   hugePages = 0;
+  p2pdmaRefusedSet(flags);
   out = RING + RING_ENTRY0;
   races = 0;
   if (flags & GUPM_RACE) {

@@ -16,7 +16,7 @@
  * Every list operation runs under HDR_PHYS_LOCK (zone->lock).
  */
 import {
-  FRAME_REFCOUNT, PG_buddy, PG_head, PG_tail, PG_reserved, PG_pgtable, FLAGS_ORDER_SHIFT,
+  FRAME_REFCOUNT, PG_buddy, PG_head, PG_tail, PG_reserved, PG_pgtable, FLAGS_ORDER_SHIFT, FLAGS_ORDER_MASK,
   MAX_ORDER, PFN_NONE, RESERVED_LOW_PFNS, ZONELIST_END, ZONE_NORMAL,
 } from "../../src/abi/frame";
 import {
@@ -199,6 +199,25 @@ export function freePagesChecked(pfn: u64, order: u32): i32 {
   if (atomic.sub<i32>(frame(p) + FRAME_REFCOUNT, 1) != 1) return 0;
   freeBlock(p, order);
   return 1;
+}
+
+/**
+ * splitPage - split_page(): make the non-compound allocation of 2^order frames at pfn that
+ * many order-0 allocations, each with its own reference. Returns 0, or -EINVAL if pfn is not
+ * the first frame of such an allocation (compound, free, or another order).
+ */
+export function splitPageChecked(pfn: u64, order: u32): i32 {
+  if (pfn >= <u64>NR_FRAMES || pfnToZone(pfn) < 0) return fail(EINVAL, R_PFN_NOT_RAM, 0);
+  const p = <u32>pfn;
+  const f = frameFlags(p);
+  if (f & (PG_buddy | PG_head | PG_tail | PG_reserved | PG_pgtable) || atomic.load<i32>(frame(p) + FRAME_REFCOUNT) <= 0) {
+    return fail(EINVAL, R_NOT_ALLOCATED, f);
+  }
+  if (order > <u32>MAX_ORDER || frameOrder(f) != order) return fail(EINVAL, R_ORDER, frameOrder(f));
+  frameSetFlags(p, f & ~(FLAGS_ORDER_MASK << FLAGS_ORDER_SHIFT));
+  const n: u32 = 1 << order;
+  for (let i: u32 = 1; i < n; i++) atomic.store<i32>(frame(p + i) + FRAME_REFCOUNT, 1);
+  return 0;
 }
 
 /** nrFreePages - free frames in one zone, or in all of them when idx < 0. */

@@ -76,6 +76,8 @@ export const ZONE_CMA = 2;
 export const ZONE_DEVICE = 3;
 /** Device-private memory (MEMORY_DEVICE_PRIVATE): struct pages the CPU cannot reach. */
 export const ZONE_DEVICE_PRIVATE = 4;
+/** PCI peer-to-peer memory (MEMORY_DEVICE_PCI_P2PDMA): struct pages over a device's BAR. */
+export const ZONE_P2PDMA = 5;
 export const MAX_ZONES = 8;
 /** Zonelists are packed 4-bit zone indices, lowest nibble first, ended by this nibble. */
 export const ZONELIST_END = 0xf;

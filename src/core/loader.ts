@@ -16,6 +16,7 @@ export interface CoreExports {
   coreReasonArg(): number;
   allocPages(zonelist: number, order: number, flags: number): number;
   freePages(pfn: number, order: number): number;
+  splitPage(pfn: number, order: number): number;
   nrFreePages(zone: number): number;
   poolAvailable(): number;
   frameBytes(pfn: number, alloc: number): number;
@@ -65,7 +66,7 @@ export interface CoreExports {
 
 const EXPORTS: readonly (keyof CoreExports)[] = [
   "coreLayout", "coreInit", "coreAttach", "coreDetach", "coreReason", "coreReasonArg",
-  "allocPages", "freePages", "nrFreePages", "poolAvailable", "frameBytes", "pgdAlloc", "pgdFree",
+  "allocPages", "freePages", "splitPage", "nrFreePages", "poolAvailable", "frameBytes", "pgdAlloc", "pgdFree",
   "ptMap", "ptUnmap", "ptProtect", "ptepGet", "ptepSet", "cpuWriteCr3", "cpuSetCtrl",
   "cpuWrpkru", "tlbFlushRange", "tlbFlushPcidRange", "tlbInvpcid", "translateBatch", "zapRange", "copyPageRange",
   "folioRef", "pageMapcount", "folioEntireMapcount", "folioPincount", "pageFlags", "pageSetMapping",

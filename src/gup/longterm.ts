@@ -17,7 +17,7 @@ const MAX_ROUNDS = 16;
 /** folio_is_longterm_pinnable for the frame @pfn: not MOVABLE, not CMA (the zero page is NORMAL). */
 export function longtermPinnable(k: Kernel, pfn: number): boolean {
   const z = k.phys.zoneOf(pfn);
-  return z !== "MOVABLE" && z !== "CMA" && z !== "DEVICE" && z !== "DEVICE_PRIVATE";
+  return z !== "MOVABLE" && z !== "CMA" && z !== "DEVICE" && z !== "DEVICE_PRIVATE" && z !== "P2PDMA";
 }
 
 /**

@@ -94,7 +94,7 @@ export function migratableFolio(k: Kernel, pfn: number): Src {
     throw einval("pfn", `${pfn} is not a frame of this machine (0..${nrFrames - 1})`);
   }
   const zone = k.phys.zoneOf(pfn);
-  if (zone === null || zone === "DEVICE" || zone === "DEVICE_PRIVATE") {
+  if (zone === null || zone === "DEVICE" || zone === "DEVICE_PRIVATE" || zone === "P2PDMA") {
     throw einval("pfn", `frame ${pfn} is ${zone ? "ZONE_DEVICE memory" : "not RAM"}: no page the kernel moves`);
   }
   const head = k.folioOf(pfn);

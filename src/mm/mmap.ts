@@ -14,7 +14,7 @@ import { flushTlbMmRange } from "./tlbflush.js";
 import { mergeAround, splitAround, vmaLink, vmaUnlink } from "./vma-ops.js";
 import {
   VM_DONTEXPAND, VM_EXEC, VM_HUGEPAGE, VM_IO, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE,
-  VM_PFNMAP, VM_READ, VM_SHARED, VM_WRITE, Vma, type VmaKind,
+  VM_MIXEDMAP, VM_PFNMAP, VM_READ, VM_SHARED, VM_WRITE, Vma, type VmaKind,
 } from "./vma.js";
 import { withInvalidation } from "../notifier/mmu-notifier.js";
 import { devicePagePut, pagemapOf } from "../hmm/memremap.js";
@@ -46,6 +46,7 @@ export function vmFlagsOf(r: MmapRequest): number {
   if (r.shared) f |= VM_SHARED | VM_MAYSHARE;
   if (r.hugepage) f |= VM_HUGEPAGE;
   if (r.kind === "device") f |= VM_IO | VM_PFNMAP | VM_DONTEXPAND;
+  if (r.kind === "p2pmem") f |= VM_MIXEDMAP; // vm_insert_page sets it
   return f;
 }
 

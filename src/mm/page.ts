@@ -14,7 +14,7 @@ export const PAGE_FLAG_NAMES = [
 ] as const;
 export type PageFlag = (typeof PAGE_FLAG_NAMES)[number];
 
-export const ZONE_NAMES = ["NORMAL", "MOVABLE", "CMA", "DEVICE", "DEVICE_PRIVATE"] as const;
+export const ZONE_NAMES = ["NORMAL", "MOVABLE", "CMA", "DEVICE", "DEVICE_PRIVATE", "P2PDMA"] as const;
 export type ZoneName = (typeof ZONE_NAMES)[number];
 
 export interface PageInfo {

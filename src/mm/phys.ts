@@ -129,6 +129,17 @@ export class Phys {
     return freed;
   }
 
+  /**
+   * splitPage - split_page(): the non-compound allocation of 2^@order frames at @pfn becomes
+   * that many order-0 allocations, each with its own reference (freed one by one). EINVAL
+   * when @pfn is not the first frame of such an allocation; nothing changes then.
+   */
+  splitPage(pfn: number, order: number): void {
+    if (!Number.isSafeInteger(pfn) || pfn < 0) throw einval("pfn", `${pfn} is not a frame number`);
+    if (!Number.isInteger(order) || order < 0 || order > F.MAX_ORDER) throw einval("order", `${order} is not 0..${F.MAX_ORDER}`);
+    this.#core.check(this.#core.x.splitPage(pfn, order), "splitPage");
+  }
+
   /** nrFreePages - free frames in @zone, or in all zones. */
   nrFreePages(zone?: ZoneName): number {
     if (zone === undefined) return this.#core.x.nrFreePages(-1);

@@ -22,11 +22,12 @@ export const VM_PFNMAP = 0x400;
 export const VM_LOCKED = 0x2000;
 export const VM_IO = 0x4000;
 export const VM_DONTEXPAND = 0x40000;
+export const VM_MIXEDMAP = 0x10000000;
 export const VM_HUGEPAGE = 0x20000000;
 export const VM_NOHUGEPAGE = 0x40000000;
 
-/** What backs a VMA. */
-export type VmaKind = "anon" | "file" | "shmem" | "dax" | "device";
+/** What backs a VMA ("p2pmem": PCI P2PDMA pages a provider inserted, as p2pmem_alloc_mmap does). */
+export type VmaKind = "anon" | "file" | "shmem" | "dax" | "device" | "p2pmem";
 
 /** Flags a VMA merge must agree on (vm_flags minus the accounting bits). */
 const MERGE_MASK = ~0;

@@ -106,6 +106,8 @@ export class PciDev {
   /** The host bridge's root device ids. */
   vendor = 0;
   device = 0;
+  /** The fabric it belongs to. */
+  topology!: PciTopology;
 
   constructor(name: string, kind: PciKind, parent: PciDev | null) {
     this.name = name;
@@ -153,6 +155,7 @@ export class PciTopology {
     if (typeof d.name !== "string" || !d.name) throw new DmaError("EINVAL", `topology: ${path}.name must be a non-empty string`, { arg: `${path}.name` });
     if (this.byName.has(d.name)) throw new DmaError("EINVAL", `topology: ${path}.name ${d.name} is used twice`, { arg: `${path}.name` });
     this.byName.set(d.name, d);
+    d.topology = this;
     d.parent?.children.push(d);
     return d;
   }

@@ -62,6 +62,8 @@ export interface TraceEventArgs {
   "iommu.sva_bind": { dev: string; pid: number; pasid: number };
   "iommu.sva_unbind": { dev: string; pid: number; pasid: number };
   "iommu.page_request": { dev: string; pasid: number; va: string; write: boolean; response: string };
+  "p2pdma.add_resource": { dev: string; bar: number; bus: number; size: number; pfn: number };
+  "p2pdma.mmap": { pid: number; dev: string; start: number; size: number };
   "dma.transfer": { dev: string; addr: string; len: number; write: boolean; done: number; status: string };
 }
 
