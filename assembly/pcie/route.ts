@@ -9,13 +9,16 @@
  * an Unsupported Request if not; an address no root port claims goes to host memory. Going
  * down, each bridge hands it to the child whose window (or BAR) holds it: none is an
  * Unsupported Request. Hops count links crossed.
+ *
+ * Behind an IOMMU (PNF_IOMMU on the host bridge) every request that reaches the root complex
+ * is the IOMMU's to translate: HOST, whatever the address.
  */
 import { EINVAL } from "../../src/abi/errno";
 import { R_COUNT, R_CONFIG } from "../../src/abi/reason";
 import { RING_ENTRY0, RENT_SIZE } from "../../src/abi/header";
 import {
   PCIE_NODE_SIZE, PN_PARENT, PN_KIND, PN_ACS, PN_FLAGS, PN_RANGES, PCIE_RANGES, PK_HOST_BRIDGE, PK_SWITCH_UP,
-  PK_SWITCH_DOWN, PK_ENDPOINT, PNF_P2P_FORWARD, PCIE_REQ_SIZE, PR_ADDR, PR_REQUESTER, PR_RESULT, PR_HOPS,
+  PK_SWITCH_DOWN, PK_ENDPOINT, PNF_P2P_FORWARD, PNF_IOMMU, PCIE_REQ_SIZE, PR_ADDR, PR_REQUESTER, PR_RESULT, PR_HOPS,
   PCIE_ROUTE_PEER, PCIE_ROUTE_HOST, PCIE_ROUTE_UR, PCIE_ACS_REDIRECT, PN_FIRST_CHILD, PN_NEXT_SIBLING,
 } from "../../src/abi/pcie";
 import { fail } from "../errno";
@@ -96,6 +99,7 @@ function route(req: i32, a: f64): u32 {
     const k = kindOf(p);
     hops++; // the link up to p
     if (k == PK_HOST_BRIDGE) {
+      if (load<u32>(node(p) + PN_FLAGS) & PNF_IOMMU) return PCIE_ROUTE_HOST;
       // The root complex: down a root port that claims it (the one it came up by only when a
       // redirect sent it up), if the host bridge forwards P2P; else host memory.
       for (let c = firstChild(p); c >= 0; c = nextSibling(c)) {

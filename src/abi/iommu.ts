@@ -117,26 +117,34 @@ export const IOTLB_INV_GLOBAL = 3;
  * request). The engine translates each page of [iova, iova + len), checks the frame is
  * held, and copies between the frame and the data area.
  *   status: 0 done, or the first fault's status (>= 0x10000), or IODS_MMIO when a page's
- *   address is no RAM of this machine (a BAR: the host routes it), or -ENOMEM when a write
- *   found no backing slot for a frame; done: bytes before it.
+ *   address is no RAM of this machine (a BAR: the host routes it), or IODS_P2P when a
+ *   translated address reaches a P2PDMA frame outside [p2pLo, p2pHi) (a peer's BAR through
+ *   the root complex: the host decides whether it forwards), or -ENOMEM when a write found
+ *   no backing slot for a frame; done: bytes before it.
+ *   IODF_BYPASS in dir: the address is a CPU physical address the fabric delivered without
+ *   the IOMMU (a switch routed it to a peer's BAR); no translation.
  */
 export const IOD_IOVA = 0; // u64 in
 export const IOD_DEV = 8; // u32 in
 export const IOD_PASID = 12; // u32 in
 export const IOD_LEN = 16; // u32 in: bytes
-export const IOD_DIR = 20; // u32 in: IODIR_*
+export const IOD_DIR = 20; // u32 in: IODIR_* | IODF_*
 export const IOD_DATA = 24; // u32 in: byte offset in the data area
 export const IOD_STATUS = 28; // i32 out
 export const IOD_DONE = 32; // u32 out: bytes transferred
 export const IOD_EVENTS = 36; // u32 out: IODE_* seen on the way, and the unheld pages << IODE_UNHELD_SHIFT
 export const IOD_PA = 40; // u64 out: the physical address of the first page with an event
-export const IOD_STOP_PA = 48; // u64 out: with IODS_MMIO, the address it stopped at
-export const IODMA_SIZE = 56;
+export const IOD_STOP_PA = 48; // u64 out: with IODS_MMIO or IODS_P2P, the address it stopped at
+export const IOD_P2P_LO = 56; // u32 in: the P2PDMA frames [lo, hi) the root complex forwards to
+export const IOD_P2P_HI = 60; // u32 in
+export const IODMA_SIZE = 64;
 
 export const IODIR_TO_DEVICE = 0; // the device reads memory (DMA_TO_DEVICE)
 export const IODIR_FROM_DEVICE = 1; // the device writes memory (DMA_FROM_DEVICE)
+export const IODF_BYPASS = 1 << 8; // dir flag: a physical address, not translated
 
 export const IODE_UNHELD = 1 << 0; // a page's frame had no reference (free memory)
 export const IODE_STALE = 1 << 1; // a cached translation the tables no longer give (IOX_CHECK)
 export const IODE_UNHELD_SHIFT = 8; // IOD_EVENTS >>> 8: how many of the request's pages were unheld
 export const IODS_MMIO = 0x7fff0000; // status: stopped at an address outside RAM
+export const IODS_P2P = 0x7ffe0000; // status: stopped at a P2PDMA frame outside [p2pLo, p2pHi)

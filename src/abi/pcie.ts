@@ -23,6 +23,8 @@ export const PK_ENDPOINT = 4;
 
 /** Host bridge: it forwards peer-to-peer between its root ports (whitelisted, or an AMD Zen CPU). */
 export const PNF_P2P_FORWARD = 1;
+/** Host bridge flag: an IOMMU translates what reaches the root complex, which routes none of it by address. */
+export const PNF_IOMMU = 2;
 
 /* A request: PCIE_REQ_SIZE bytes, at RING_ENTRY0 + nodes * PCIE_NODE_SIZE. */
 export const PCIE_REQ_SIZE = 24;

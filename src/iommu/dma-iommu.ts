@@ -13,13 +13,21 @@
  *   freed. Until then the device may still use a stale translation: the lazy-mode window.
  * - Unmapping an address that is not mapped (or with another size) is EINVAL and changes
  *   nothing, as CONFIG_DMA_API_DEBUG reports it.
+ * - PCI P2PDMA pages in a scatterlist are mapped by their map type to the device
+ *   (pci_p2pdma_map_segment): BUS_ADDR gives the bus address (phys + the pagemap's bus
+ *   offset), a segment of its own marked `bus`, with no IOVA (unmap skips it);
+ *   THRU_HOST_BRIDGE maps it through the IOMMU like any page, with IOMMU_MMIO;
+ *   NOT_SUPPORTED (or a device off the PCIe fabric) fails the whole map with EREMOTEIO.
+ *   dmaMapPage refuses them (EREMOTEIO): P2P memory is mapped with dma_map_sgtable.
  * @module
  */
 import { hex } from "../core/addr.js";
 import type { DmaDataDirection } from "../dma-buf/dma-buf.js";
 import { DmaError, einval } from "../errors.js";
 import type { IommuDevice } from "./iommu.js";
-import { IOMMU_READ, IOMMU_WRITE, type IommuDomain, iommuFlushIotlbAll, iommuMap, iommuUnmap, iommuUnmapFast } from "./iommu-domain.js";
+import { p2pdmaPagemapOf, type PciP2pdmaPagemap } from "../pci/p2pmem.js";
+import { pciP2pdmaMapType, type PciP2pdmaMapType } from "../pci/p2pdma.js";
+import { IOMMU_MMIO, IOMMU_READ, IOMMU_WRITE, type IommuDomain, iommuFlushIotlbAll, iommuMap, iommuUnmap, iommuUnmapFast } from "./iommu-domain.js";
 import { IOVA_RANGE_CACHE_MAX_SIZE, IovaDomain, orderBase2 } from "./iova.js";
 
 
@@ -107,6 +115,9 @@ export function dmaMapPage(dev: IommuDevice, pfn: number, offset: number, size: 
   if (!Number.isSafeInteger(offset) || offset < 0) throw einval("offset", `${offset} is not an offset`);
   if (!Number.isSafeInteger(size) || size <= 0) throw einval("size", `${size} is not a positive size`);
   const phys = pfn * 4096 + offset;
+  if (p2pdmaPagemapOf(dev.domain.iommu.k, pfn)) {
+    throw new DmaError("EREMOTEIO", `dmaMapPage: frame ${pfn} is PCI P2PDMA memory: map it with dmaMapSg (dma_map_sgtable)`, { arg: "pfn" });
+  }
   const d = dmaDomain(dev);
   if (!d) return phys;
   fqCheck(d, null);
@@ -183,6 +194,17 @@ export interface ScatterEntry {
 export interface DmaSegment {
   dmaAddress: number;
   dmaLength: number;
+  /** A PCI bus address of a peer's memory (sg_dma_is_bus_address): no IOVA behind it. */
+  bus?: boolean;
+}
+
+/** pci_p2pdma_map_type for P2PDMA frame @pfn's pagemap and @dev (null: not P2PDMA memory). */
+export function dmaP2pMapType(dev: IommuDevice, pfn: number): { type: PciP2pdmaMapType; pagemap: PciP2pdmaPagemap } | null {
+  const m = p2pdmaPagemapOf(dev.domain.iommu.k, pfn);
+  if (!m) return null;
+  const client = dev.pci;
+  if (!client || client.topology !== m.provider.topology) return { type: "NOT_SUPPORTED", pagemap: m };
+  return { type: pciP2pdmaMapType(client.topology, m.provider, client).mapType, pagemap: m };
 }
 
 /**
@@ -200,20 +222,27 @@ export function dmaMapSg(dev: IommuDevice, sg: ScatterEntry[], dir: DmaDataDirec
     }
   });
   const d = dmaDomain(dev);
-  const spans = sg.map((s) => {
+  const spans = sg.map((s, i) => {
     const phys = s.pfn * 4096 + s.offset;
     const first = Math.floor(phys / 4096);
-    return { phys, first, pages: Math.ceil((phys + s.length) / 4096) - first };
+    const p2p = dmaP2pMapType(dev, s.pfn);
+    if (p2p?.type === "NOT_SUPPORTED") {
+      throw new DmaError("EREMOTEIO", `dmaMapSg: sg[${i}] is P2PDMA memory of ${p2p.pagemap.provider.name}, which ${dev.name} cannot reach peer to peer`, { arg: `sg[${i}]` });
+    }
+    const bus = p2p?.type === "BUS_ADDR" ? phys + p2p.pagemap.busOffset : null;
+    return { phys, first, pages: Math.ceil((phys + s.length) / 4096) - first, bus, mmio: p2p?.type === "THRU_HOST_BRIDGE" };
   });
-  if (!d) return sg.map((s, i) => ({ dmaAddress: spans[i]!.phys, dmaLength: s.length }));
+  if (!d) return sg.map((s, i) => (spans[i]!.bus !== null ? { dmaAddress: spans[i]!.bus!, dmaLength: s.length, bus: true } : { dmaAddress: spans[i]!.phys, dmaLength: s.length }));
   fqCheck(d, null);
-  const total = spans.reduce((n, s) => n + s.pages, 0);
+  const total = spans.reduce((n, s) => n + (s.bus === null ? s.pages : 0), 0);
+  if (total === 0) return sg.map((s, i) => ({ dmaAddress: spans[i]!.bus!, dmaLength: s.length, bus: true }));
   const [iovaPfn, len] = allocIova(d, dev, total);
   const c = cookie(d);
   let at = iovaPfn;
   try {
     for (const s of spans) {
-      iommuMap(d, at * 4096, s.first * 4096, s.pages * 4096, prot);
+      if (s.bus !== null) continue; // iommu_map_sg skips bus addresses
+      iommuMap(d, at * 4096, s.first * 4096, s.pages * 4096, prot | (s.mmio ? IOMMU_MMIO : 0));
       at += s.pages;
     }
   } catch (e) {
@@ -225,9 +254,13 @@ export function dmaMapSg(dev: IommuDevice, sg: ScatterEntry[], dir: DmaDataDirec
   at = iovaPfn;
   sg.forEach((s, i) => {
     const sp = spans[i]!;
+    if (sp.bus !== null) {
+      segs.push({ dmaAddress: sp.bus, dmaLength: s.length, bus: true });
+      return;
+    }
     const addr = at * 4096 + (sp.phys % 4096);
     const last = segs[segs.length - 1];
-    if (last && sp.phys % 4096 === 0 && (last.dmaAddress + last.dmaLength) % 4096 === 0 && last.dmaAddress + last.dmaLength === addr && last.dmaLength + s.length <= maxSegSize) {
+    if (last && !last.bus && sp.phys % 4096 === 0 && (last.dmaAddress + last.dmaLength) % 4096 === 0 && last.dmaAddress + last.dmaLength === addr && last.dmaLength + s.length <= maxSegSize) {
       last.dmaLength += s.length;
     } else segs.push({ dmaAddress: addr, dmaLength: s.length });
     at += sp.pages;
@@ -239,13 +272,17 @@ export function dmaMapSg(dev: IommuDevice, sg: ScatterEntry[], dir: DmaDataDirec
   return segs;
 }
 
-/** dmaUnmapSg - unmap what dmaMapSg(@sg) mapped, given its first segment. EINVAL when it is not a mapping. */
+/**
+ * dmaUnmapSg - unmap what dmaMapSg returned as @segs: its IOVA range, found from its first
+ * segment that is not a bus address (none: nothing to unmap). EINVAL when it is not a mapping.
+ */
 export function dmaUnmapSg(dev: IommuDevice, segs: DmaSegment[], dir: DmaDataDirection): void {
   protOf(dir);
   const d = dmaDomain(dev);
   if (!d) return;
   const c = cookie(d);
-  const addr = segs[0]?.dmaAddress;
+  if (segs.length && segs.every((s) => s.bus)) return;
+  const addr = segs.find((s) => !s.bus)?.dmaAddress;
   const m = addr !== undefined ? c.mappings.get(Math.floor(addr / 4096)) : undefined;
   if (!m) throw einval("segs", `dmaUnmapSg: ${dev.name} has no DMA mapping at ${addr === undefined ? "(none)" : hex(addr)}`);
   if (m.dir !== dir) throw einval("dir", `dmaUnmapSg: mapped ${m.dir}, not ${dir}`);

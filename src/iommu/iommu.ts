@@ -13,6 +13,7 @@ import type { MmStruct } from "../mm/mm.js";
 import { InvalidationQueue } from "./qi.js";
 import { IommuDomain, type IommuDomainType, iommuAttachDevice, iommuDomainAlloc } from "./iommu-domain.js";
 import type { SvaHandle } from "./sva.js";
+import { PciDev } from "../pci/topology.js";
 
 export interface IommuDeviceOptions {
   /** Address Translation Services: the endpoint caches translations in its own ATC. */
@@ -25,6 +26,8 @@ export interface IommuDeviceOptions {
   dmaMaskBits?: number;
   /** The default domain's type: "dma" (strict), "dma-fq" (lazy) or "identity" (passthrough). */
   defaultDomain?: "dma" | "dma-fq" | "identity";
+  /** The PCIe endpoint it is: its DMA is routed through that fabric (P2P), and P2P mappings use it. */
+  pci?: PciDev;
 }
 
 export class IommuDevice {
@@ -35,6 +38,8 @@ export class IommuDevice {
   readonly pri: boolean;
   readonly pasid: boolean;
   dmaMaskBits: number;
+  /** Its PCIe function, or null for a device off the fabric (a platform device). */
+  readonly pci: PciDev | null;
   /** The domain its requests without PASID translate through. */
   domain!: IommuDomain;
   defaultDomain!: IommuDomain;
@@ -48,6 +53,7 @@ export class IommuDevice {
     this.pri = o.pri ?? false;
     this.pasid = o.pasid ?? false;
     this.dmaMaskBits = o.dmaMaskBits ?? 64;
+    this.pci = o.pci ?? null;
   }
 
   /** The device-table flags that describe it. */
@@ -67,7 +73,8 @@ export interface IoRequest {
   priv?: boolean;
 }
 
-export type IoFaultReason = "blocked" | "pasid" | "not-present" | "permission" | "reserved" | "range";
+/** Why a request failed: the IOMMU's fault reasons, and the fabric's Unsupported Request. */
+export type IoFaultReason = "blocked" | "pasid" | "not-present" | "permission" | "reserved" | "range" | "unsupported-request";
 const FAULTS: Record<number, IoFaultReason> = {
   [IO.IOF_BLOCKED]: "blocked", [IO.IOF_PASID]: "pasid", [IO.IOF_NOT_PRESENT]: "not-present",
   [IO.IOF_PERM]: "permission", [IO.IOF_RSVD]: "reserved", [IO.IOF_RANGE]: "range",
@@ -143,6 +150,8 @@ export class Iommu {
     const type: IommuDomainType = o.defaultDomain ?? "dma";
     if (!["dma", "dma-fq", "identity"].includes(type)) throw einval("defaultDomain", `${String(type)} is not dma, dma-fq or identity`);
     if (o.pri && !o.ats) throw einval("pri", "PRI needs ATS (the endpoint must translate to ask for pages)");
+    if (o.pci !== undefined && (!(o.pci instanceof PciDev) || o.pci.kind !== "endpoint")) throw einval("pci", "not an endpoint of a PCIe topology");
+    if (o.pci && this.devices.some((d) => d?.pci === o.pci)) throw einval("pci", `${o.pci.name} is already behind this IOMMU`);
     const rid = this.devices.findIndex((d) => d === undefined);
     if (rid < 0) throw new DmaError("ENOSPC", `iommuProbeDevice: all ${this.devices.length} device-table entries in use`, { arg: "iommu.devices" });
     const dev = new IommuDevice(name, rid, o);

@@ -52,6 +52,15 @@ export function hostBridgeForwards(t: PciTopology, hb: PciDev): boolean {
   return t.amdZen || WHITELIST.some((w) => w.vendor === hb.vendor && w.device === hb.device);
 }
 
+/**
+ * hostBridgesForwardP2p - whether the root complex forwards P2P between @a and @b (the
+ * THRU_HOST_BRIDGE condition): an AMD Zen CPU, or both host bridges whitelisted (the first
+ * four Intel ids only when they are the same bridge).
+ */
+export function hostBridgesForwardP2p(t: PciTopology, a: PciDev, b: PciDev): boolean {
+  return whitelisted(t, a, b);
+}
+
 function whitelisted(t: PciTopology, a: PciDev, b: PciDev): boolean {
   if (t.amdZen) return true;
   const ha = a.hostBridge;

@@ -46,8 +46,10 @@ function ranges(d: PciDev): [number, number][] {
 /**
  * pcieRoute - route @reqs through @t's fabric in the core, a ring's worth per call. EINVAL for
  * a requester that is not an endpoint of @t, or an endpoint with more BARs than a node holds.
+ * @iommu: an IOMMU translates whatever reaches the root complex (HOST, never routed on).
  */
-export function pcieRoute(core: Core, t: PciTopology, reqs: RouteRequest[]): Route[] {
+export function pcieRoute(core: Core, t: PciTopology, reqs: RouteRequest[], opts: { iommu?: boolean } = {}): Route[] {
+  const rc = opts.iommu ? P.PNF_IOMMU : 0;
   const nodes = fabricNodes(t);
   const index = new Map(nodes.map((d, i) => [d, i]));
   const max = core.x.pcieRouteMax(nodes.length);
@@ -68,7 +70,7 @@ export function pcieRoute(core: Core, t: PciTopology, reqs: RouteRequest[]): Rou
       i32[w + P.PN_PARENT / 4] = d.parent ? index.get(d.parent)! : -1;
       i32[w + P.PN_KIND / 4] = KINDS[d.kind];
       i32[w + P.PN_ACS / 4] = d.acs;
-      i32[w + P.PN_FLAGS / 4] = d.kind === "hostBridge" && hostBridgeForwards(t, d) ? P.PNF_P2P_FORWARD : 0;
+      i32[w + P.PN_FLAGS / 4] = d.kind === "hostBridge" ? (hostBridgeForwards(t, d) ? P.PNF_P2P_FORWARD : 0) | rc : 0;
       const r = ranges(d);
       const f = (base + i * P.PCIE_NODE_SIZE + P.PN_RANGES) >>> 3;
       for (let k = 0; k < P.PCIE_RANGES; k++) {

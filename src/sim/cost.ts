@@ -118,6 +118,18 @@ export const DEFAULT_COSTS = {
       "an endpoint's read of host memory, request to completion: ~850 ns measured from an FPGA " +
       "endpoint (2014); pcie-bench (SIGCOMM'18) characterises the same range (DESIGN.md)",
   },
+  pcieHop: {
+    ns: 150,
+    source:
+      "one port-to-port crossing of a PCIe switch, cut-through: the 100-150 ns switch vendors " +
+      "(Broadcom/PLX PEX) give per hop; a P2P request between siblings crosses two ports each way",
+  },
+  pcieDataPage: {
+    ns: 256,
+    source:
+      "moving 4 KiB over the link at ~16 GB/s (PCIe 3.0 x16, the bandwidth GPGPU-Sim's UVM " +
+      "configuration uses, DESIGN.md); charged per 4 KiB of every DMA, in proportion",
+  },
   iotlbHit: {
     ns: 5,
     source:

@@ -25,7 +25,7 @@ function down(from: PciDev, a: number, hops: number): Route {
   return { result: "PEER", target: cur, hops };
 }
 
-export function refPcieRoute(t: PciTopology, requester: PciDev, a: number): Route {
+export function refPcieRoute(t: PciTopology, requester: PciDev, a: number, iommu = false): Route {
   if (claims(requester, a)) return { result: "PEER", target: requester, hops: 0 };
   let hops = 0;
   let redirect = false;
@@ -34,6 +34,7 @@ export function refPcieRoute(t: PciTopology, requester: PciDev, a: number): Rout
     const p = cur.parent!;
     hops++;
     if (p.kind === "hostBridge") {
+      if (iommu) return { result: "HOST", target: null, hops };
       const port = p.children.find((c) => claims(c, a));
       if (!port) return { result: "HOST", target: null, hops };
       if ((port === cur && !redirect) || !hostBridgeForwards(t, p)) return { result: "UR", target: null, hops };
