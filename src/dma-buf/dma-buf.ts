@@ -20,6 +20,8 @@
 import type { OwningDevice } from "../check/ownership.js";
 import { DmaError } from "../errors.js";
 import type { Kernel } from "../mm/kernel.js";
+import { type DmaResult, deviceDma } from "../iommu/dma-engine.js";
+import { IommuDevice } from "../iommu/iommu.js";
 import { type DmaResv, dmaResvInit, dmaResvLock, dmaResvUnlock, dmaResvUsageRw, dmaResvWaitTimeout } from "./dma-resv.js";
 
 /** enum dma_data_direction. */
@@ -320,14 +322,25 @@ export function dmaBufCpuAccess(db: DmaBuf, who: string, write: boolean): void {
 }
 
 /**
- * The device of @a does DMA into (@write) or out of the buffer, through its mapping. A
- * mapping whose frames the exporter no longer has for this buffer (it moved them: ops.frames
- * tells which it has now) is reported ([D4]).
+ * The device of @a does DMA into (@write) or out of the buffer, through its mapping: each
+ * segment of @sgt (default: @a's current table). A device behind the IOMMU really moves the
+ * bytes through the DMA engine (@data, repeated, for a write; else 0xa5), so a table kept past
+ * a move reaches the frames the buffer left and the DMA checker reports it ([M1]); the
+ * results come back. For a dma-direct device the table's addresses are frames: one the
+ * exporter no longer has for this buffer (ops.frames tells) is reported ([D4]).
  */
-export function dmaBufDeviceDma(a: DmaBufAttachment, write: boolean): void {
+export function dmaBufDeviceDma(a: DmaBufAttachment, write: boolean, o: { sgt?: SgTable; data?: number } = {}): DmaResult[] | null {
   const db = a.dmabuf;
   const fn = `${a.dev.name}: DMA ${write ? "write" : "read"}`;
   const own = db.kernel.checkers.ownership;
+  const sgt = o.sgt ?? a.sgt;
+  if (a.dev instanceof IommuDevice) {
+    own?.dma(db, a, a.dev, write, fn);
+    db.kernel.trace.count("dma_buf.dma");
+    if (!sgt) return [];
+    const dev = a.dev;
+    return deviceDma(dev.domain.iommu, sgt.entries.map((e) => (write ? { dev, addr: e.dmaAddress, data: new Uint8Array(e.length).fill(o.data ?? 0xa5) } : { dev, addr: e.dmaAddress, len: e.length })));
+  }
   const held = db.ops.frames?.(db);
   if (own && a.sgt && held) {
     const mine = new Set(held);
@@ -339,4 +352,5 @@ export function dmaBufDeviceDma(a: DmaBufAttachment, write: boolean): void {
   }
   own?.dma(db, a, a.dev, write, fn);
   db.kernel.trace.count("dma_buf.dma");
+  return null;
 }

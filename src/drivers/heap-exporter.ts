@@ -1,8 +1,9 @@
 /**
  * A dma-buf exporter over system memory: the dma-heap "system" heap (fixed pages), or, with
- * `movable`, a GPU's buffer that its memory manager may move (TTM-style eviction). Without
- * an IOMMU the DMA API is dma-direct: a device sees a page at its physical address, so the
- * sg table's addresses are the frames' (consecutive frames merge into one segment).
+ * `movable`, a GPU's buffer that its memory manager may move (TTM-style eviction). The sg
+ * table comes from the DMA API for the attached device: an IOMMU device (iommuProbeDevice)
+ * gets IOVAs from dmaMapSg (unmapped again by dmaUnmapSg); any other device is dma-direct and
+ * sees a page at its physical address (consecutive frames merge into one segment).
  *
  * evict(): under the reservation lock, refused (EBUSY) while an attachment pins the buffer;
  * otherwise the dynamic importers are told (moveNotify), the bytes move to new frames, the
@@ -11,12 +12,14 @@
  */
 import type { OwningDevice } from "../check/ownership.js";
 import {
-  type DmaBuf, type DmaBufAttachment, type DmaBufOps, type SgTable, dmaBufExport, dmaBufMoveNotify, dmaBufPinned,
+  type DmaBuf, type DmaBufAttachment, type DmaBufOps, type DmaDataDirection, type SgTable, dmaBufExport, dmaBufMoveNotify, dmaBufPinned,
 } from "../dma-buf/dma-buf.js";
 import { dmaResvLock, dmaResvUnlock } from "../dma-buf/dma-resv.js";
 import { DmaError } from "../errors.js";
 import { framePageBytes, frameWrite } from "../mm/filemap.js";
 import type { Kernel } from "../mm/kernel.js";
+import { type DmaSegment, dmaMapSg, dmaUnmapSg } from "../iommu/dma-iommu.js";
+import { IommuDevice } from "../iommu/iommu.js";
 
 export interface HeapExporterOptions {
   pages: number;
@@ -34,14 +37,19 @@ export class HeapExporter {
   frames: number[];
   readonly stats = { maps: 0, moves: 0 };
   #pins = 0;
+  /** The DMA API's segments behind each table handed to an IOMMU device. */
+  readonly #segs = new WeakMap<SgTable, DmaSegment[]>();
 
   constructor(k: Kernel, o: HeapExporterOptions) {
     this.kernel = k;
     if (!Number.isSafeInteger(o.pages) || o.pages <= 0) throw new DmaError("EINVAL", `heap: ${o.pages} pages`, { arg: "pages" });
     this.frames = Array.from({ length: o.pages }, () => k.phys.allocPages(0, { gfp: "HIGHUSER_MOVABLE" }));
     const ops: DmaBufOps = {
-      mapDmaBuf: () => this.#map(),
-      unmapDmaBuf: () => {},
+      mapDmaBuf: (a, dir) => this.#map(a, dir),
+      unmapDmaBuf: (a, sgt, dir) => {
+        const segs = this.#segs.get(sgt);
+        if (segs && a.dev instanceof IommuDevice) dmaUnmapSg(a.dev, segs, dir);
+      },
       release: () => this.#release(),
       beginCpuAccess: () => 0,
       endCpuAccess: () => 0,
@@ -51,8 +59,14 @@ export class HeapExporter {
     this.dmabuf = dmaBufExport(k, { ops, size: o.pages * 4096, priv: this, name: o.name ?? "system-heap buffer", coherent: o.coherent ?? false });
   }
 
-  #map(): SgTable {
+  #map(a: DmaBufAttachment, dir: DmaDataDirection): SgTable {
     this.stats.maps++;
+    if (a.dev instanceof IommuDevice) {
+      const segs = dmaMapSg(a.dev, this.frames.map((pfn) => ({ pfn, offset: 0, length: 4096 })), dir);
+      const sgt: SgTable = { entries: segs.map((s) => ({ dmaAddress: s.dmaAddress, length: s.dmaLength })) };
+      this.#segs.set(sgt, segs);
+      return sgt;
+    }
     const entries: { dmaAddress: number; length: number }[] = [];
     for (const pfn of this.frames) {
       const last = entries[entries.length - 1];
