@@ -134,6 +134,8 @@ export {
 export type { DmaBufOps, DmaBufAttachOps, DmaDataDirection, SgTable, SgEntry } from "./dma-buf/dma-buf.js";
 export { HeapExporter, dmaDevice } from "./drivers/heap-exporter.js";
 export type { HeapExporterOptions } from "./drivers/heap-exporter.js";
+export { VramExporter } from "./drivers/vram-exporter.js";
+export type { VramExporterOptions, Placement } from "./drivers/vram-exporter.js";
 export type { OwningDevice } from "./check/ownership.js";
 export { PciTopology, PciDev } from "./pci/topology.js";
 export type { TopologySpec, HostBridgeSpec, PortSpec, SwitchSpec, EndpointSpec, BarSpec, Bar, PciKind } from "./pci/topology.js";

@@ -92,8 +92,8 @@ export class DmaBufAttachment {
   readonly dmabuf: DmaBuf;
   readonly dev: OwningDevice;
   readonly importerOps: DmaBufAttachOps | null;
-  /** Both sides allow peer-to-peer (the exporter decides on its own side). */
-  readonly peer2peer: boolean;
+  /** Both sides allow peer-to-peer: the importer asks, the exporter's attach may clear it (a device it cannot reach). */
+  peer2peer: boolean;
   sgt: SgTable | null = null;
   dir: DmaDataDirection | null = null;
   pinned = false;
