@@ -16,6 +16,7 @@ const BENCHES: Record<string, () => Promise<{ run(): Promise<BenchReport> }>> = 
   dmabuf: () => import("./dmabuf.bench.js"),
   pcie: () => import("./pcie.bench.js"),
   iommu: () => import("./iommu.bench.js"),
+  p2p: () => import("./p2p.bench.js"),
 };
 
 const { positionals } = parseArgs({ allowPositionals: true });

@@ -22,9 +22,12 @@
  *   (hostBridgesForwardP2p, the THRU_HOST_BRIDGE rule); otherwise the peer never sees it
  *   and the device gets an Unsupported Request, as does a device off the fabric;
  * - an address a switch's window claims but no BAR below holds is an Unsupported Request.
- * Costs: a piece that reaches the root complex pays a PCIe round trip, one a switch turns
- * pays two crossings per link (request and completion) instead; every byte pays the link's
- * bandwidth (pcieDataPage per 4 KiB).
+ * Costs: the requests of one batch are in flight together, so a batch pays its slowest
+ * request's latency once, and every byte pays the link's bandwidth (pcieDataPage per 4 KiB).
+ * A request that reaches the root complex takes a PCIe round trip (pcieRoundTrip) plus two
+ * switch traversals (pcieHop, request and completion) per switch above the device; one a
+ * switch turns to a peer takes two traversals per switch between them and the peer's memory
+ * access (memAccess). Writes are charged as reads (no posted-write shortcut).
  * @module
  */
 import * as H from "../abi/header.js";
@@ -79,7 +82,24 @@ interface Piece {
   len: number;
   /** The physical address a switch delivered it to (IODF_BYPASS), else null. */
   phys: number | null;
-  hops: number;
+  /** Switches it crosses on the way (to the peer, or up to the root complex). */
+  switches: number;
+}
+
+/** Switches (upstream ports) above @d, up to the host bridge or to @stop (excluded). */
+function switchesAbove(d: PciDev, stop: PciDev | null = null): number {
+  let n = 0;
+  for (let x = d.parent; x && x !== stop; x = x.parent) if (x.kind === "switchUpstream") n++;
+  return n;
+}
+
+/** Switches between peers @a and @b below one root complex: each side's up to their common ancestor. */
+function switchesBetween(a: PciDev, b: PciDev): number {
+  const up = new Set<PciDev>();
+  for (let x: PciDev | null = a; x; x = x.parent) up.add(x);
+  let common: PciDev | null = b;
+  while (common && !up.has(common)) common = common.parent;
+  return switchesAbove(a, common) + switchesAbove(b, common) + (common?.kind === "switchUpstream" ? 1 : 0);
 }
 
 const PRI_RETRIES = 4;
@@ -115,7 +135,7 @@ export function deviceDma(iommu: Iommu, ops: DmaOp[], opts: { check?: boolean } 
         const r = results[i]!;
         const len = Math.min(r.data.length - r.done, cap);
         if (batch.length && (batch.length + 1) * IO.IODMA_SIZE + bytes + len > ringBytes) break;
-        batch.push({ i, from: r.done, len, phys: null, hops: 0 });
+        batch.push({ i, from: r.done, len, phys: null, switches: 0 });
         bytes += len;
         at++;
       }
@@ -150,7 +170,11 @@ function routeBatch(iommu: Iommu, ops: DmaOp[], results: DmaResult[], batch: Pie
       const rt = routes[j]!;
       const r = results[p.i]!;
       const addr = ops[p.i]!.addr + p.from;
-      if (rt.result === "HOST") return;
+      const pci = ops[p.i]!.dev.pci!;
+      if (rt.result === "HOST") {
+        p.switches = switchesAbove(pci);
+        return;
+      }
       if (rt.result === "UR") {
         r.fault = "unsupported-request";
         r.stoppedAt = addr;
@@ -168,7 +192,7 @@ function routeBatch(iommu: Iommu, ops: DmaOp[], results: DmaResult[], batch: Pie
       r.p2p ??= "switch";
       p.phys = addr - m.busOffset;
       p.len = Math.min(p.len, m.busStart + m.pages * 4096 - addr);
-      p.hops = rt.hops;
+      p.switches = switchesBetween(pci, rt.target!);
     });
   }
   for (const p of drop) {
@@ -215,7 +239,9 @@ function runBatch(
     off += p.len;
     // A piece turned by a switch crosses each link twice (request, completion); the rest
     // make the round trip through the root complex.
-    latency += p.phys !== null ? 2 * p.hops * k.costs.pcieHop.ns : k.costs.pcieRoundTrip.ns;
+    const costs = k.costs;
+    const ns = p.phys !== null ? 2 * p.switches * costs.pcieHop.ns + costs.memAccess.ns : costs.pcieRoundTrip.ns + 2 * p.switches * costs.pcieHop.ns;
+    latency = Math.max(latency, ns);
   });
   c.check(c.x.iommuDma(n, check ? IO.IOX_CHECK : 0), "deviceDma");
   iommu.account(batch.filter((p) => p.phys === null).length); // a switch's peer traffic skips the IOMMU

@@ -121,8 +121,8 @@ export const DEFAULT_COSTS = {
   pcieHop: {
     ns: 150,
     source:
-      "one port-to-port crossing of a PCIe switch, cut-through: the 100-150 ns switch vendors " +
-      "(Broadcom/PLX PEX) give per hop; a P2P request between siblings crosses two ports each way",
+      "one traversal of a PCIe switch, ingress port to egress port, cut-through: the 100-150 ns " +
+      "switch vendors (Broadcom/PLX PEX) give; a request and its completion each pay it per switch",
   },
   pcieDataPage: {
     ns: 256,
