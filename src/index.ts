@@ -135,6 +135,8 @@ export type { DmaBufOps, DmaBufAttachOps, DmaDataDirection, SgTable, SgEntry } f
 export { HeapExporter, dmaDevice } from "./drivers/heap-exporter.js";
 export type { HeapExporterOptions } from "./drivers/heap-exporter.js";
 export { VramExporter } from "./drivers/vram-exporter.js";
+export { Camera, Display } from "./drivers/camera.js";
+export type { CameraOptions, Frame } from "./drivers/camera.js";
 export type { VramExporterOptions, Placement } from "./drivers/vram-exporter.js";
 export type { OwningDevice } from "./check/ownership.js";
 export { PciTopology, PciDev } from "./pci/topology.js";
