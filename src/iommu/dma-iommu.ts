@@ -238,12 +238,20 @@ export function dmaMapSg(dev: IommuDevice, sg: ScatterEntry[], dir: DmaDataDirec
   if (total === 0) return sg.map((s, i) => ({ dmaAddress: spans[i]!.bus!, dmaLength: s.length, bus: true }));
   const [iovaPfn, len] = allocIova(d, dev, total);
   const c = cookie(d);
+  // iommu_map_sg: physically contiguous entries go to the IO page table in one map; bus
+  // addresses are skipped.
+  const runs: { first: number; pages: number; mmio: boolean }[] = [];
+  for (const s of spans) {
+    if (s.bus !== null) continue;
+    const last = runs[runs.length - 1];
+    if (last && last.first + last.pages === s.first && last.mmio === s.mmio) last.pages += s.pages;
+    else runs.push({ first: s.first, pages: s.pages, mmio: s.mmio });
+  }
   let at = iovaPfn;
   try {
-    for (const s of spans) {
-      if (s.bus !== null) continue; // iommu_map_sg skips bus addresses
-      iommuMap(d, at * 4096, s.first * 4096, s.pages * 4096, prot | (s.mmio ? IOMMU_MMIO : 0));
-      at += s.pages;
+    for (const r of runs) {
+      iommuMap(d, at * 4096, r.first * 4096, r.pages * 4096, prot | (r.mmio ? IOMMU_MMIO : 0));
+      at += r.pages;
     }
   } catch (e) {
     if (at > iovaPfn) iommuUnmap(d, iovaPfn * 4096, (at - iovaPfn) * 4096);
