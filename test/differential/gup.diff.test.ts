@@ -8,6 +8,11 @@
  * grab, or between the grab and the re-check. Same results, same pages, same stop reasons
  * and counts, and the same frames, tables and vmstat at every checkpoint.
  *
+ * One configuration has a P2PDMA zone: blocks of it split_page'd into order-0 pages as
+ * pciP2pdmaAddResource makes them (or left compound, or not split yet) are mapped like any
+ * other, and GUP runs with and without FOLL_PCI_P2PDMA (without it, it stops at such a page:
+ * GUP_STOP_P2PDMA). splitPage itself is one of the random operations there.
+ *
  * On failure fast-check prints the seed and path; rerun with DMALAB_SEED=<seed>.
  */
 import fc from "fast-check";
@@ -17,7 +22,7 @@ import * as G from "../../src/abi/gup.js";
 import * as X from "../../src/abi/x86.js";
 import { type MachineConfig, parseMachineOptions } from "../../src/config.js";
 import { readFileSync } from "node:fs";
-import { CoreDriver, type Driver, RefDriver } from "../reference/driver.js";
+import { CoreDriver, type Driver, RefDriver, type Result } from "../reference/driver.js";
 import { stateDiff } from "../reference/state-diff.js";
 import type { Race } from "../reference/gup.js";
 
@@ -26,6 +31,8 @@ const WIN = 0x7_0000_0000; // a user window, 2 MiB aligned (vpn % 512 == 0)
 type Op =
   | { k: "alloc"; zl: number; order: number }
   | { k: "free"; pick: number }
+  | { k: "p2p"; order: number; mode: number }
+  | { k: "split"; pick: number; off: number; order: number }
   | { k: "map"; pick: number; off: number; vpn: number; n: number; lo: number; hi: number; huge: boolean }
   | { k: "unmap"; vpn: number; n: number }
   | { k: "protect"; vpn: number; n: number; set: number; clr: number }
@@ -56,9 +63,11 @@ const protLo = fc.oneof(
   { weight: 4, arbitrary: fc.constantFrom(X.PTE_US, X.PTE_RW | X.PTE_US | X.PTE_D, X.PTE_RW | X.PTE_US | X.PTE_SOFTW1, X.PTE_RW) },
 );
 const FOLL = [G.FOLL_WRITE, G.FOLL_LONGTERM, G.FOLL_FORCE, G.FOLL_TOUCH, G.GUPM_LOCKED, G.GUPM_FORCE_WRITE_OK, G.GUPM_COW_VMA];
-const flagsArb = fc.tuple(fc.boolean(), fc.array(fc.constantFrom(...FOLL), { maxLength: 4 }), fc.oneof({ weight: 30, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.constantFrom(G.FOLL_GET | G.FOLL_PIN, 1 << 30, G.FOLL_DUMP) })).map(
+const flagsArbBase = fc.tuple(fc.boolean(), fc.array(fc.constantFrom(...FOLL), { maxLength: 4 }), fc.oneof({ weight: 30, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.constantFrom(G.FOLL_GET | G.FOLL_PIN, 1 << 30, G.FOLL_DUMP) })).map(
   ([pin, more, bad]) => (pin ? G.FOLL_PIN : G.FOLL_GET) | more.reduce((a, b) => a | b, 0) | bad,
 );
+/** With a P2PDMA zone: FOLL_PCI_P2PDMA in half the calls. */
+const flagsArbP2p = fc.tuple(flagsArbBase, fc.boolean()).map(([f, p2p]) => (p2p ? f | G.FOLL_PCI_P2PDMA : f));
 const raceArb: fc.Arbitrary<RaceSpec> = fc.record({
   at: fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 0, max: 8 }) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 40 }) }),
   phase: fc.constantFrom(0 as const, 1 as const),
@@ -71,7 +80,8 @@ const raceArb: fc.Arbitrary<RaceSpec> = fc.record({
 const PAGE_FLAGS = [F.PG_anon, F.PG_anon_exclusive, F.PG_swapbacked, F.PG_dirty, F.PG_referenced];
 const pageFlagsArb = fc.array(fc.constantFrom(...PAGE_FLAGS), { maxLength: 3 }).map((a) => a.reduce((x, y) => x | y, 0));
 
-const opArb: fc.Arbitrary<Op> = fc.oneof(
+/** The operations; @p2p: the machine has a P2PDMA zone (P2PDMA blocks, splitPage, FOLL_PCI_P2PDMA). */
+const opArbOf = (p2p: boolean): fc.Arbitrary<Op> => fc.oneof(
   { weight: 4, arbitrary: fc.record({ k: fc.constant("alloc" as const), zl: fc.constantFrom(0xf0, 0xf1, 0xf2, 0xf0), order: fc.constantFrom(0, 0, 1, 2, 3, 4, 9) }) },
   { weight: 1, arbitrary: fc.record({ k: fc.constant("free" as const), pick: fc.nat() }) },
   { weight: 8, arbitrary: fc.record({ k: fc.constant("map" as const), pick: fc.nat(), off: fc.nat(), vpn: vpnArb, n: fc.integer({ min: 1, max: 24 }), lo: protLo, hi: fc.constantFrom(0, 0, 0, 0x80000000, 0x08000000), huge: fc.boolean() }) },
@@ -84,18 +94,39 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     arbitrary: fc.record({
       k: fc.constant("gup" as const), at: selArb,
       n: fc.oneof({ weight: 24, arbitrary: fc.integer({ min: 1, max: 24 }) }, { weight: 4, arbitrary: fc.integer({ min: 25, max: 170 }) }, { weight: 1, arbitrary: fc.integer({ min: 171, max: 700 }) }, { weight: 1, arbitrary: fc.constant(0) }),
-      flags: flagsArb, pkru: fc.constantFrom(0, 0, 0x55555554, 0xc, 0x1, 0x4),
+      flags: p2p ? flagsArbP2p : flagsArbBase, pkru: fc.constantFrom(0, 0, 0x55555554, 0xc, 0x1, 0x4),
       races: fc.oneof({ weight: 2, arbitrary: fc.constant<RaceSpec[]>([]) }, { weight: 3, arbitrary: fc.array(raceArb, { minLength: 1, maxLength: 3 }) }),
     }),
   },
   { weight: 10, arbitrary: fc.record({ k: fc.constant("unpin" as const), pick: fc.nat(), cut: fc.nat(), flags: fc.constantFrom(0, 0, G.UNPIN_DIRTY, G.UNPIN_CHECK, G.UNPIN_PUT, 8), mess: fc.oneof({ weight: 8, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 5 }) }) }) },
+  ...(p2p
+    ? [
+      // mode 0: split at once (pciP2pdmaAddResource), 1: a compound folio, 2: not split yet.
+      { weight: 4, arbitrary: fc.record({ k: fc.constant("p2p" as const), order: fc.constantFrom(0, 0, 1, 2, 3, 4, 9), mode: fc.constantFrom(0, 0, 0, 1, 2) }) },
+      { weight: 1, arbitrary: fc.record({ k: fc.constant("split" as const), pick: fc.nat(), off: fc.oneof({ weight: 6, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.nat() }), order: fc.oneof({ weight: 5, arbitrary: fc.constant(-1) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 3 }) }) }) },
+    ]
+    : []),
 );
+
+/**
+ * A block the sequence allocated: compound (a folio, order > 0) or not; split: split_page'd
+ * into order-0 pages, each with its own reference.
+ */
+interface Alloc {
+  pfn: number;
+  order: number;
+  maps: [number, number][];
+  compound: boolean;
+  split: boolean;
+}
 
 interface World {
   root: number;
+  /** The zonelist of the P2PDMA zone alone (0 if the machine has none). */
+  p2pZl: number;
   /** First pages of recent successful maps (the last 16). */
   recent: number[];
-  allocs: { pfn: number; order: number; maps: [number, number][] }[];
+  allocs: Alloc[];
   /** What successful gup calls took and nobody released yet. */
   taken: { pfns: number[]; pin: boolean }[];
 }
@@ -131,10 +162,25 @@ function raceOf(d: Driver, w: World, r: RaceSpec, vpn: number): Race {
  */
 function forgetFreed(d: Driver, w: World): void {
   for (const a of [...w.allocs]) {
-    if (d.refcount(a.pfn) !== 0) continue;
+    // A split block: any of its pages (the others stay allocated, out of the test's sight).
+    let gone = d.refcount(a.pfn) === 0;
+    for (let i = 1; a.split && !gone && i < 2 ** a.order; i++) gone = d.refcount(a.pfn + i) === 0;
+    if (!gone) continue;
     for (const [vpn, n] of a.maps) d.ptUnmap(w.root, vpn, n, 0);
     w.allocs.splice(w.allocs.indexOf(a), 1);
   }
+}
+
+/** split_page on either side: the core's splitPage export, or the reference's RefPhys.splitPage. */
+function splitPage(d: Driver, pfn: number, order: number): Result {
+  if (d instanceof CoreDriver) {
+    const x = d.core.x;
+    const rc = x.splitPage(pfn, order);
+    return rc < 0 ? { rc, reason: x.coreReason(), arg: x.coreReasonArg() } : { rc };
+  }
+  const m = (d as RefDriver).m;
+  const rc = m.call(() => m.phys.splitPage(pfn, order));
+  return rc < 0 ? { rc, reason: m.reason, arg: m.arg } : { rc };
 }
 
 function step(d: Driver, w: World, op: Op): unknown {
@@ -147,7 +193,28 @@ function step1(d: Driver, w: World, op: Op): unknown {
   switch (op.k) {
     case "alloc": {
       const r = d.allocPages(op.zl, op.order, op.order > 0 ? 1 : 0);
-      if (r.rc >= 0) w.allocs.push({ pfn: r.rc, order: op.order, maps: [] });
+      if (r.rc >= 0) w.allocs.push({ pfn: r.rc, order: op.order, maps: [], compound: op.order > 0, split: false });
+      return r;
+    }
+    case "p2p": {
+      const compound = op.mode === 1 && op.order > 0;
+      const r = d.allocPages(w.p2pZl, op.order, compound ? 1 : 0);
+      if (r.rc < 0) return r;
+      const a: Alloc = { pfn: r.rc, order: op.order, maps: [], compound, split: false };
+      w.allocs.push(a);
+      if (op.mode !== 0) return r;
+      const s = splitPage(d, r.rc, op.order);
+      if (s.rc >= 0) a.split = true;
+      return [r, s];
+    }
+    case "split": {
+      // Mostly a block's first page at its own order; now and then a page inside it or
+      // another order (a compound head or tail, an order mismatch: EINVAL, nothing changes).
+      if (!w.allocs.length) return splitPage(d, 600, 0);
+      const a = w.allocs[op.pick % w.allocs.length]!;
+      const pfn = a.pfn + (op.off % 2 ** a.order);
+      const r = splitPage(d, pfn, op.order < 0 ? a.order : op.order);
+      if (r.rc >= 0 && pfn === a.pfn) a.split = true;
       return r;
     }
     case "free": {
@@ -157,16 +224,18 @@ function step1(d: Driver, w: World, op: Op): unknown {
       if (!free.length) return null;
       const a = free[op.pick % free.length]!;
       w.allocs.splice(w.allocs.indexOf(a), 1);
+      if (a.split) return Array.from({ length: 2 ** a.order }, (_, i) => d.freePages(a.pfn + i, 0));
       return d.freePages(a.pfn, a.order);
     }
     case "map": {
-      const a = w.allocs.length ? w.allocs[op.pick % w.allocs.length]! : { pfn: 600, order: 0, maps: [] };
+      const a: Alloc = w.allocs.length ? w.allocs[op.pick % w.allocs.length]! : { pfn: 600, order: 0, maps: [], compound: false, split: false };
       const remember = (r: { rc: number }, vpn: number, n: number) => {
         if (r.rc >= 0) w.recent = [...w.recent.slice(-15), vpn];
         if (r.rc >= 0) a.maps.push([vpn, n]);
         return r;
       };
-      if (op.huge && a.order === 9) return remember(d.ptMap(w.root, op.vpn - (op.vpn % 512), 512, a.pfn, op.lo, op.hi, 2), op.vpn - (op.vpn % 512), 512);
+      // 2 MiB leaves of folios only (a PMD maps one folio; P2PDMA pages are inserted one by one).
+      if (op.huge && a.order === 9 && a.compound) return remember(d.ptMap(w.root, op.vpn - (op.vpn % 512), 512, a.pfn, op.lo, op.hi, 2), op.vpn - (op.vpn % 512), 512);
       const pages = 2 ** a.order;
       const n = Math.min(op.n, pages);
       return remember(d.ptMap(w.root, op.vpn, n, a.pfn + (op.off % pages) - ((op.off % pages) + n > pages ? (op.off % pages) + n - pages : 0), op.lo, op.hi, 1), op.vpn, n);
@@ -230,30 +299,69 @@ function step1(d: Driver, w: World, op: Op): unknown {
 const CONFIGS: MachineConfig[] = [
   parseMachineOptions({ memory: { normal: "8MiB", movable: "4MiB", cma: "4MiB" }, cpus: 1, tlb: { sets: 4, ways: 2 }, ringEntries: 64, backing: { max: "16MiB" } }),
   parseMachineOptions({ memory: { normal: "8MiB", movable: "4MiB", cma: 0 }, cpus: 1, paging: { levels: 5, physAddrBits: 40 }, tlb: { sets: 4, ways: 2 }, ringEntries: 96, backing: { max: "16MiB" } }),
+  // The P2PDMA zone is zone 2 (so "alloc" from 0xf2 makes compound folios there too), and
+  // starts off a 2 MiB boundary (pfn 2304; order-9 blocks at 2560 and 3072).
+  parseMachineOptions({ memory: { normal: "7MiB", movable: "2MiB", cma: 0, p2pdma: "6MiB" }, cpus: 1, tlb: { sets: 4, ways: 2 }, ringEntries: 64, backing: { max: "16MiB" } }),
 ];
 
 let gups = 0;
+/**
+ * gupRange calls that stopped at a P2PDMA page, that took one (FOLL_PCI_P2PDMA), and that
+ * took one through a 2 MiB leaf. A run of the P2PDMA configuration makes some 750, 650 and
+ * 140 of them; it must make at least these many.
+ */
+const p2p = { refused: 0, took: 0, tookHuge: 0 };
+const P2P_MIN = { refused: 200, took: 200, tookHuge: 30 };
 /** Outcomes (DMALAB_DIFF_STATS=1 prints them): how often each stop reason and error came up. */
 const outcomes = new Map<string, number>();
 
 function tally(op: Op, r: unknown): void {
   if (!process.env.DMALAB_DIFF_STATS || !r || typeof r !== "object") return;
+  if (Array.isArray(r)) return r.forEach((x) => tally(op, x));
   const x = r as { rc: number; stop?: number; reason?: number };
   const key = x.rc < 0 ? `${op.k}:err${x.rc}:r${x.reason}` : op.k === "gup" ? `gup:stop${x.stop}${x.rc > 0 ? ":took" : ""}${(op as { races: unknown[] }).races.length ? ":race" : ""}` : `${op.k}:ok`;
   outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+}
+
+/**
+ * What a gupRange result says about P2PDMA pages: it stops at one only without
+ * FOLL_PCI_P2PDMA, and takes one only with it (whatever the reference says: both could be wrong).
+ */
+function p2pCheck(cfg: MachineConfig, op: Op, r: Result): void {
+  const z = cfg.zones.find((x) => x.name === "P2PDMA");
+  if (op.k !== "gup" || !z || r.rc < 0) return;
+  const allowed = (op.flags & G.FOLL_PCI_P2PDMA) !== 0;
+  const took = (r.pfns as number[]).some((pfn) => pfn >= z.startPfn && pfn < z.startPfn + z.pages);
+  if (r.stop === G.GUP_STOP_P2PDMA) {
+    expect(allowed, "GUP_STOP_P2PDMA with FOLL_PCI_P2PDMA").toBe(false);
+    p2p.refused++;
+  }
+  if (took) {
+    expect(allowed, "a P2PDMA page taken without FOLL_PCI_P2PDMA").toBe(true);
+    p2p.took++;
+    if ((r.hugePages as number) > 0) p2p.tookHuge++;
+  }
 }
 
 async function runSequence(cfg: MachineConfig, ops: Op[]): Promise<void> {
   const core = await CoreDriver.create(cfg);
   const ref = new RefDriver(cfg);
   const worlds = new Map<Driver, World>();
+  const p2pZone = cfg.zones.findIndex((z) => z.name === "P2PDMA");
   for (const d of [core, ref] as Driver[]) {
     const root = d.pgdAlloc().rc;
     const zero = d.allocPages(0xf0, 0, 0).rc;
     d.setZeroPfn(zero);
-    const w: World = { root, recent: [], allocs: [], taken: [] };
+    const w: World = { root, p2pZl: p2pZone < 0 ? 0 : 0xf0 | p2pZone, recent: [], allocs: [], taken: [] };
     // The zero page, mapped special and read-only in the window's last pages.
     d.ptMap(root, WIN + 3 * 512 - 8, 8, zero, X.PTE_US | X.PTE_SOFTW1, 0, 1);
+    if (p2pZone >= 0) {
+      // A 2 MiB P2PDMA folio mapped by a PMD (the huge-leaf path; random maps rarely get one).
+      const pfn = d.allocPages(w.p2pZl, 9, 1).rc;
+      d.ptMap(root, WIN + 512, 512, pfn, X.PTE_RW | X.PTE_US | X.PTE_A, 0, 2);
+      w.allocs.push({ pfn, order: 9, maps: [[WIN + 512, 512]], compound: true, split: false });
+      w.recent.push(WIN + 512);
+    }
     worlds.set(d, w);
   }
   ops.forEach((op, i) => {
@@ -261,6 +369,7 @@ async function runSequence(cfg: MachineConfig, ops: Op[]): Promise<void> {
     const b = step(ref, worlds.get(ref)!, op);
     expect(a, `op ${i} ${JSON.stringify(op)}`).toEqual(b);
     if (op.k === "gup") gups++;
+    p2pCheck(cfg, op, a as Result);
     tally(op, a);
     if (i % (process.env.DMALAB_DIFF_EVERY ? 1 : 32) === 31 % (process.env.DMALAB_DIFF_EVERY ? 1 : 32)) {
       const [x, y] = [core.state(), ref.state()];
@@ -280,15 +389,23 @@ describe("GUP: core vs reference model", () => {
     return;
   }
   for (const [i, cfg] of CONFIGS.entries()) {
-    it(`agree on random page tables, gup and unpin calls and race interleavings (config ${i}: ${cfg.levels}-level)`, async () => {
+    const hasP2p = cfg.zones.some((z) => z.name === "P2PDMA");
+    const opArb = opArbOf(hasP2p);
+    it(`agree on random page tables, gup and unpin calls and race interleavings (config ${i}: ${cfg.levels}-level${hasP2p ? ", P2PDMA zone" : ""})`, async () => {
       const before = gups;
+      const p2pBefore = { ...p2p };
       await fc.assert(
         fc.asyncProperty(fc.array(opArb, { minLength: 200, maxLength: 400 }), (ops) => runSequence(cfg, ops)),
         { numRuns: 60, seed, interruptAfterTimeLimit: 150_000 },
       );
-      // At least 5,000 gupRange calls per configuration: 10,000 per run of this file.
+      // At least 5,000 gupRange calls per configuration: 15,000 per run of this file.
       // (Checking the state after every op, DMALAB_DIFF_EVERY, is slower and may stop early.)
       if (!process.env.DMALAB_DIFF_EVERY) expect(gups - before).toBeGreaterThanOrEqual(5000);
+      if (hasP2p && !process.env.DMALAB_DIFF_EVERY) {
+        // P2PDMA pages reached both ways: refused without FOLL_PCI_P2PDMA, taken with it.
+        for (const k of ["refused", "took", "tookHuge"] as const) expect(p2p[k] - p2pBefore[k], `P2PDMA gup calls (${k})`).toBeGreaterThanOrEqual(P2P_MIN[k]);
+      }
+      if (process.env.DMALAB_DIFF_STATS && hasP2p) console.log(`p2pdma: refused=${p2p.refused - p2pBefore.refused} took=${p2p.took - p2pBefore.took} tookHuge=${p2p.tookHuge - p2pBefore.tookHuge}`);
       if (process.env.DMALAB_DIFF_STATS) console.log([...outcomes].sort().map(([k, v]) => `${k}=${v}`).join(" "));
     }, 300_000);
   }

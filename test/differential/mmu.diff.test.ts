@@ -10,13 +10,14 @@ import { describe, expect, it } from "vitest";
 import * as H from "../../src/abi/header.js";
 import * as X from "../../src/abi/x86.js";
 import { type MachineConfig, parseMachineOptions } from "../../src/config.js";
-import { CoreDriver, type Driver, RefDriver, type Req } from "../reference/driver.js";
+import { CoreDriver, type Driver, RefDriver, type Req, type Result } from "../reference/driver.js";
 
 /* ---------- operations ---------- */
 
 type Op =
   | { k: "alloc"; zl: number; order: number; compound: boolean }
   | { k: "free"; pick: number; order: number }
+  | { k: "split"; pick: number; any: boolean; off: number; order: number }
   | { k: "pgdAlloc" }
   | { k: "pgdFree"; root: number }
   | { k: "map"; root: number; vpn: number; n: number; pfn: number; lo: number; hi: number; level: number }
@@ -68,6 +69,7 @@ const protHiArb = fc.oneof(
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 3, arbitrary: fc.record({ k: fc.constant("alloc" as const), zl: fc.constantFrom(0xf0, 0xf1, 0xf2, 0xf021, 0xff, 0xf9), order: fc.oneof(fc.integer({ min: 0, max: 4 }), fc.constantFrom(9, 11, 19)), compound: fc.boolean() }) },
   { weight: 3, arbitrary: fc.record({ k: fc.constant("free" as const), pick: fc.nat(), order: fc.oneof({ weight: 5, arbitrary: fc.constant(-1) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 3 }) }) }) },
+  { weight: 2, arbitrary: fc.record({ k: fc.constant("split" as const), pick: fc.nat(), any: fc.oneof({ weight: 3, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }), off: fc.oneof({ weight: 6, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.nat() }), order: fc.oneof({ weight: 5, arbitrary: fc.constant(-1) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 3 }) }) }) },
   { weight: 1, arbitrary: fc.constant({ k: "pgdAlloc" as const }) },
   { weight: 1, arbitrary: fc.record({ k: fc.constant("pgdFree" as const), root: fc.nat() }) },
   { weight: 12, arbitrary: fc.record({ k: fc.constant("map" as const), root: fc.nat(), vpn: vpnArb, n: fc.integer({ min: 1, max: 80 }), pfn: fc.oneof(fc.integer({ min: 0, max: 5000 }), fc.constantFrom(2 ** 18, 2 ** 34 - 1)), lo: protLoArb, hi: protHiArb, level: levelArb }) },
@@ -98,7 +100,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 
 interface World {
   roots: number[];
-  allocs: { pfn: number; order: number }[];
+  allocs: { pfn: number; order: number; compound: boolean }[];
   /** First pages of recent successful maps, by root (the last 32 each). */
   recent: Map<number, number[]>;
   /** The root each CPU runs on (-1: none). */
@@ -122,13 +124,25 @@ function vaWords(vpn: number, off: number, wild: number): [number, number] {
   return [lo, (hi ^ wild) >>> 0];
 }
 
+/** split_page on either side: the core's splitPage export, or the reference's RefPhys.splitPage. */
+function splitPage(d: Driver, pfn: number, order: number): Result {
+  if (d instanceof CoreDriver) {
+    const x = d.core.x;
+    const rc = x.splitPage(pfn, order);
+    return rc < 0 ? { rc, reason: x.coreReason(), arg: x.coreReasonArg() } : { rc };
+  }
+  const m = (d as RefDriver).m;
+  const rc = m.call(() => m.phys.splitPage(pfn, order));
+  return rc < 0 ? { rc, reason: m.reason, arg: m.arg } : { rc };
+}
+
 function step(d: Driver, w: World, op: Op): unknown {
   // Mostly the two roots the CPUs run on, so their TLBs and walks see the changes.
   const root = (i: number) => (w.roots.length ? w.roots[i % 4 < 3 ? i % Math.min(2, w.roots.length) : i % w.roots.length]! : 300);
   switch (op.k) {
     case "alloc": {
       const r = d.allocPages(op.zl, op.order, op.compound ? 1 : 0);
-      if (r.rc >= 0) w.allocs.push({ pfn: r.rc, order: op.order });
+      if (r.rc >= 0) w.allocs.push({ pfn: r.rc, order: op.order, compound: op.compound && op.order > 0 });
       return r;
     }
     case "free": {
@@ -137,6 +151,22 @@ function step(d: Driver, w: World, op: Op): unknown {
       const a = w.allocs[i]!;
       const r = d.freePages(a.pfn, op.order < 0 ? a.order : op.order);
       if (r.rc >= 0) w.allocs.splice(i, 1);
+      return r;
+    }
+    case "split": {
+      // Mostly the first frame of a non-compound block of order > 0 at its own order; now and
+      // then any allocation, a frame inside it or another order (compound, tail, order
+      // mismatch: EINVAL, nothing changes).
+      const splittable = w.allocs.filter((x) => !x.compound && x.order > 0);
+      const from = op.any || !splittable.length ? w.allocs : splittable;
+      if (!from.length) return splitPage(d, 7, 0);
+      const a = from[op.pick % from.length]!;
+      const i = w.allocs.indexOf(a);
+      const pfn = a.pfn + (op.off % 2 ** a.order);
+      const order = op.order < 0 ? a.order : op.order;
+      const r = splitPage(d, pfn, order);
+      // 2^order order-0 allocations, each freed on its own.
+      if (r.rc >= 0 && pfn === a.pfn) w.allocs.splice(i, 1, ...Array.from({ length: 2 ** order }, (_, j) => ({ pfn: pfn + j, order: 0, compound: false })));
       return r;
     }
     case "pgdAlloc": {

@@ -174,6 +174,23 @@ export class RefPhys {
     return 1;
   }
 
+  /**
+   * split_page, as the core's splitPage export: the non-compound allocation of 2^@order frames
+   * at @pfn becomes that many order-0 allocations, each with refcount 1. Returns 0, or fails
+   * EINVAL (R_PFN_NOT_RAM, R_NOT_ALLOCATED, R_ORDER) with nothing changed.
+   */
+  splitPage(pfn: number, order: number): number {
+    if (!(pfn >= 0) || pfn !== Math.floor(pfn) || pfn >= this.nrFrames || !this.zoneOf(pfn)) fail(E.EINVAL, R.R_PFN_NOT_RAM);
+    const f = this.flags[pfn]!;
+    if (f & (F.PG_buddy | F.PG_head | F.PG_tail | F.PG_reserved | F.PG_pgtable)) fail(E.EINVAL, R.R_NOT_ALLOCATED, f);
+    if (this.refcount[pfn]! <= 0) fail(E.EINVAL, R.R_NOT_ALLOCATED, f);
+    const have = (f >>> F.FLAGS_ORDER_SHIFT) & F.FLAGS_ORDER_MASK;
+    if (order > F.MAX_ORDER || have !== order) fail(E.EINVAL, R.R_ORDER, have);
+    this.flags[pfn] = f & ~(F.FLAGS_ORDER_MASK << F.FLAGS_ORDER_SHIFT);
+    for (let i = 1; i < 2 ** order; i++) this.refcount[pfn + i] = 1;
+    return 0;
+  }
+
   /** A NORMAL frame for a page table, or -1. */
   allocTablePage(): number {
     for (const z of this.zones) {

@@ -65,6 +65,9 @@ export class RefGup {
   #huge = 0;
   #races: Race[] = [];
   #acq = 0;
+  /** The P2PDMA frames this call refuses, [lo, lo + span): none with FOLL_PCI_P2PDMA (the core's p2pLo/p2pSpan). */
+  #p2pLo = 0;
+  #p2pSpan = 0;
 
   constructor(p: RefPhys, pts: RefPageTables) {
     this.p = p;
@@ -97,6 +100,11 @@ export class RefGup {
   #zoneKind(pfn: number): number {
     const z = this.p.zoneOf(pfn);
     return z ? z.kind : -1;
+  }
+
+  /** is_pci_p2pdma_page(@pfn) && !(flags & FOLL_PCI_P2PDMA): try_grab_folio refuses the page (-EREMOTEIO). */
+  #p2pdmaRefused(pfn: number): boolean {
+    return pfn >= this.#p2pLo && pfn < this.#p2pLo + this.#p2pSpan;
   }
 
   #pinnable(pfn: number): boolean {
@@ -242,6 +250,7 @@ export class RefGup {
       return;
     }
     if (pfn >= this.p.nrFrames) throw new Stop(G.GUP_STOP_NO_PAGE);
+    if (this.#p2pdmaRefused(pfn)) throw new Stop(G.GUP_STOP_P2PDMA);
     const pf = this.p.flags[pfn]!;
     if (write && !(lo & RW) && !this.#writeAllowed(lo, pf, this.p.flags[this.head(pfn)]!)) throw new Stop(G.GUP_STOP_PERM);
     if (!locked && fl & G.FOLL_LONGTERM && this.#zoneKind(pfn) === F.ZONE_DEVICE) throw new Stop(G.GUP_STOP_DEVMAP);
@@ -276,6 +285,8 @@ export class RefGup {
     const base = pfnOf(lo, hi) - (pfnOf(lo, hi) % sp);
     const pfn = base + (lv % sp);
     if (pfn + (end - lv) > this.p.nrFrames) throw new Stop(G.GUP_STOP_NO_PAGE);
+    // The first page's zone only, as the core checks it.
+    if (this.#p2pdmaRefused(pfn)) throw new Stop(G.GUP_STOP_P2PDMA);
     const hf0 = this.p.flags[this.head(pfn)]!;
     if (write && !(lo & RW) && !this.#writeAllowed(lo, hf0, hf0)) throw new Stop(G.GUP_STOP_PERM);
     if (!locked && fl & G.FOLL_LONGTERM && this.#zoneKind(pfn) === F.ZONE_DEVICE) throw new Stop(G.GUP_STOP_DEVMAP);
@@ -344,6 +355,15 @@ export class RefGup {
     this.#huge = 0;
     this.#races = flags & G.GUPM_RACE ? races : [];
     this.#acq = 0;
+    this.#p2pLo = 0;
+    this.#p2pSpan = 0;
+    if (!(flags & G.FOLL_PCI_P2PDMA)) {
+      for (const z of this.p.zones) {
+        if (z.kind !== F.ZONE_P2PDMA) continue;
+        this.#p2pLo = z.start;
+        this.#p2pSpan = z.end - z.start;
+      }
+    }
     let stop: number = G.GUP_STOP_NONE;
     const run = (): void => {
       try {
