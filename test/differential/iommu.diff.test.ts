@@ -10,7 +10,13 @@
  * DMA bytes are not compared: the reference keeps no frame contents (see iommu.ts); its
  * status, progress, events, addresses, unheld count and backing-slot allocation are.
  * DMA only ever reaches frames that never become page tables (ZONE_MOVABLE, the reserved low
- * frames) or no RAM at all, so a device never scribbles on a table both models then walk.
+ * frames, the P2PDMA zone) or no RAM at all, so a device never scribbles on a table both
+ * models then walk.
+ *
+ * Two configurations have a P2PDMA zone (a peer's BAR): IO mappings and identity-domain
+ * addresses reach its frames, mostly the first few, which the requests' random P2P windows
+ * [p2pLo, p2pHi) cover or miss (IODS_P2P); some requests carry IODF_BYPASS and a physical
+ * address (RAM, the P2PDMA zone, past RAM, or past 2^32 frames), untranslated.
  *
  * On failure fast-check prints the seed and path; rerun with DMALAB_SEED=<seed>.
  */
@@ -26,14 +32,24 @@ import { CoreIommuDriver, type DmaReq, type IoReq, type IommuDriver, RefIommuDri
 
 /** A page: near a recent map, in the IOVA window, or one of a few edge pages. */
 type VpnSel = { recent: number; delta: number } | { win: number } | { edge: number };
-/** A frame to map or (identity domains) to DMA to: movable zone and just past RAM, reserved low frames, an allocation. */
-type PfnSel = { z: 0 | 1 | 2; off: number };
+/**
+ * A frame to map or (identity domains, bypass requests) to DMA to: 0 the movable zone and
+ * just past RAM, 1 reserved low frames, 2 an allocation, 3 the P2PDMA zone (mostly its first
+ * 8 frames; without one, as 0), 4 a frame past 2^32 (its low 32 bits are RAM).
+ */
+type PfnSel = { z: 0 | 1 | 2 | 3 | 4; off: number };
+/**
+ * A DMA request's P2P window: 0 none, 1 the whole P2PDMA zone, 2 [start + a, start + a + b)
+ * (over the frames PfnSel 3 favours; b = 0: empty), 3 [0, 2^32 - 1), 4 inverted (empty).
+ */
+type WinSel = { w: 0 | 1 | 2 | 3 | 4; a: number; b: number };
 type DevReq = { dev: number; pasid: number; vpn: VpnSel; off: number; acc: number; wild: number };
-type DmaOp = { dev: number; pasid: number; vpn: VpnSel; pa: PfnSel; off: number; len: number; dir: number; at: number };
+type DmaOp = { dev: number; pasid: number; vpn: VpnSel; pa: PfnSel; off: number; len: number; dir: number; at: number; bypass: boolean; win: WinSel };
 
 type Op =
-  | { k: "alloc"; order: number; compound: boolean }
+  | { k: "alloc"; order: number; compound: boolean; p2p: boolean }
   | { k: "free"; pick: number }
+  | { k: "split"; pick: number; bad: boolean }
   | { k: "pgdAlloc" }
   | { k: "pgdFree"; root: number }
   | { k: "map"; root: number; win: number; n: number; pfn: PfnSel; lo: number; hi: number; level: number }
@@ -47,7 +63,7 @@ type Op =
   | { k: "iotlbInv"; gran: number; domain: number; pasid: number; vpn: VpnSel; n: number }
   | { k: "atcInv"; dev: number; pasid: number; vpn: VpnSel; n: number; all: boolean }
   | { k: "dma"; reqs: DmaOp[]; flags: number; count: number; seed: number; spoil: number }
-  | { k: "burst"; dev: number; pa: PfnSel };
+  | { k: "burst"; dev: number; pa: PfnSel; win: WinSel };
 
 /** The IOVA window (1 GiB-aligned, in pages) where maps land, and one for 1 GiB leaves. */
 const IOW = 3 * 2 ** 18;
@@ -67,13 +83,22 @@ const reqVpnArb: fc.Arbitrary<VpnSel> = fc.oneof(
   w(2, fc.record({ win: fc.integer({ min: 0, max: 3 * 512 }) })),
   w(1, fc.record({ edge: fc.nat(7) })),
 );
-const pfnArb: fc.Arbitrary<PfnSel> = fc.record({ z: fc.constantFrom(0, 0, 0, 1, 2) as fc.Arbitrary<0 | 1 | 2>, off: fc.nat(100000) });
+const pfnArb: fc.Arbitrary<PfnSel> = fc.record({
+  z: fc.oneof(w(6, fc.constant(0)), w(2, fc.constant(1)), w(2, fc.constant(2)), w(4, fc.constant(3)), w(1, fc.constant(4))) as fc.Arbitrary<PfnSel["z"]>,
+  off: fc.nat(100000),
+});
+const winArb: fc.Arbitrary<WinSel> = fc.record({
+  w: fc.oneof(w(4, fc.constant(0)), w(2, fc.constant(1)), w(5, fc.constant(2)), w(1, fc.constant(3)), w(1, fc.constant(4))) as fc.Arbitrary<WinSel["w"]>,
+  a: fc.nat(9), b: fc.nat(9),
+});
 const devArb = fc.oneof(w(20, fc.nat(3)), w(1, fc.constantFrom(4, 1000)));
 const pasidArb = fc.oneof(w(8, fc.constant(0)), w(6, fc.constantFrom(...PASIDS)), w(1, fc.constantFrom(0x100000, 0xffffffff)));
 /** Inside a batch one bad request fails it all: bad values come from the op's `spoil`. */
 const reqDevArb = fc.oneof(w(3, fc.constant(0)), w(4, fc.nat(3)));
 const reqPasidArb = fc.oneof(w(14, fc.constant(0)), w(3, fc.constantFrom(1, 2, 3)), w(1, fc.constantFrom(...PASIDS)));
 const spoilArb = fc.oneof(w(24, fc.constant(0)), w(1, fc.integer({ min: 1, max: 5 })));
+/** DMA's spoils add direction words with bits beside IODIR_* and IODF_BYPASS. */
+const dmaSpoilArb = fc.oneof(w(24, fc.constant(0)), w(1, fc.integer({ min: 1, max: 8 })));
 const domainArb = fc.oneof(w(12, fc.constantFrom(...DOMAINS)), w(1, fc.constantFrom(0, 4096)));
 /** A root: an index into the live roots (mostly the first two; 15 = the newest), or a bad one (12..14). */
 const rootArb = fc.oneof(w(16, fc.nat(11)), w(3, fc.constant(15)), w(1, fc.constantFrom(12, 13, 14)));
@@ -92,11 +117,13 @@ const dmaReqArb: fc.Arbitrary<DmaOp> = fc.record({
   dev: reqDevArb, pasid: reqPasidArb, vpn: reqVpnArb, pa: pfnArb, off: fc.nat(4095),
   len: fc.oneof(w(8, fc.integer({ min: 1, max: 6000 })), w(1, fc.constant(0))),
   dir: fc.constantFrom(I.IODIR_TO_DEVICE, I.IODIR_FROM_DEVICE), at: fc.double({ min: 0, max: 1, noNaN: true }),
+  bypass: fc.oneof(w(4, fc.constant(false)), w(1, fc.constant(true))), win: winArb,
 });
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  w(3, fc.record({ k: fc.constant("alloc" as const), order: fc.oneof(w(12, fc.nat(3)), w(1, fc.constant(12))), compound: fc.boolean() })),
+  w(3, fc.record({ k: fc.constant("alloc" as const), order: fc.oneof(w(12, fc.nat(3)), w(1, fc.constant(12))), compound: fc.boolean(), p2p: fc.oneof(w(2, fc.constant(false)), w(1, fc.constant(true))) })),
   w(2, fc.record({ k: fc.constant("free" as const), pick: fc.nat() })),
+  w(1, fc.record({ k: fc.constant("split" as const), pick: fc.nat(), bad: fc.oneof(w(4, fc.constant(false)), w(1, fc.constant(true))) })),
   w(1, fc.constant({ k: "pgdAlloc" as const })),
   w(2, fc.record({ k: fc.constant("pgdFree" as const), root: rootArb })),
   w(10, fc.record({ k: fc.constant("map" as const), root: rootArb, win: fc.nat(3 * 512), n: fc.integer({ min: 1, max: 16 }), pfn: pfnArb, lo: mapLo, hi: protHi, level: fc.oneof(w(10, fc.constant(1)), w(3, fc.constant(2)), w(1, fc.constant(3))) })),
@@ -114,8 +141,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   w(6, fc.record({ k: fc.constant("again" as const), write: fc.boolean(), flags: flagsArb })),
   w(4, fc.record({ k: fc.constant("iotlbInv" as const), gran: fc.oneof(w(12, fc.nat(3)), w(1, fc.constant(4))), domain: domainArb, pasid: pasidArb, vpn: vpnArb, n: nArb })),
   w(3, fc.record({ k: fc.constant("atcInv" as const), dev: devArb, pasid: pasidArb, vpn: vpnArb, n: nArb, all: fc.boolean() })),
-  w(1, fc.record({ k: fc.constant("burst" as const), dev: fc.constantFrom(0, 3, 3), pa: pfnArb })),
-  w(8, fc.record({ k: fc.constant("dma" as const), reqs: fc.array(dmaReqArb, { minLength: 1, maxLength: 4 }), flags: flagsArb, count: fc.oneof(w(30, fc.constant(-1)), w(1, fc.constantFrom(0, 28, 110))), seed: fc.nat(255), spoil: spoilArb })),
+  w(1, fc.record({ k: fc.constant("burst" as const), dev: fc.constantFrom(0, 3, 3), pa: pfnArb, win: winArb })),
+  w(8, fc.record({ k: fc.constant("dma" as const), reqs: fc.array(dmaReqArb, { minLength: 1, maxLength: 4 }), flags: flagsArb, count: fc.oneof(w(30, fc.constant(-1)), w(1, fc.constantFrom(0, 28, 110))), seed: fc.nat(255), spoil: dmaSpoilArb })),
 );
 
 /* ---------- running a sequence on one driver ---------- */
@@ -124,6 +151,10 @@ interface Env {
   cfg: MachineConfig;
   movable: number;
   movableEnd: number;
+  /** The P2PDMA zone's first frame (nrFrames without one), its frames and its index. */
+  p2p: number;
+  p2pPages: number;
+  p2pIdx: number;
   halfPages: number;
   maxXlate: number;
 }
@@ -152,9 +183,25 @@ function remember(wd: World, root: number, vpn: number): void {
 }
 
 function pfnOfSel(env: Env, wd: World, sel: PfnSel): number {
+  if (sel.z === 3 && env.p2pPages) return env.p2p + (sel.off % 3 ? sel.off % 8 : sel.off % env.p2pPages);
+  if (sel.z === 4) return 2 ** 32 + (sel.off % 300);
   if (sel.z === 1 || (sel.z === 2 && !wd.allocs.length)) return sel.off % 200;
   if (sel.z === 2) return wd.allocs[sel.off % wd.allocs.length]!.pfn;
-  return env.movable + (sel.off % (env.movableEnd - env.movable + 64));
+  // The movable zone, or one of the 64 frames past the last (a P2PDMA zone may follow it).
+  const mov = env.movableEnd - env.movable;
+  const x = sel.off % (mov + 64);
+  return x < mov ? env.movable + x : env.cfg.nrFrames + x - mov;
+}
+
+/** The P2P window [lo, hi) of @sel, as u32 words. */
+function winOf(env: Env, sel: WinSel): [number, number] {
+  switch (sel.w) {
+    case 0: return [0, 0];
+    case 1: return [env.p2p, env.p2p + env.p2pPages];
+    case 2: return [env.p2p + sel.a, env.p2p + sel.a + sel.b];
+    case 3: return [0, 0xffffffff];
+    case 4: return [env.p2p + sel.a + sel.b + 1, env.p2p + sel.a];
+  }
 }
 
 function rootOf(wd: World, i: number): number {
@@ -176,8 +223,17 @@ function step(d: IommuDriver, env: Env, wd: World, op: Op): unknown {
   switch (op.k) {
     case "alloc": {
       const movIdx = env.cfg.zones.findIndex((z) => z.kind === F.ZONE_MOVABLE);
-      const r = d.allocPages(0xf0 | movIdx, op.order, op.compound ? 1 : 0);
+      const r = d.allocPages(0xf0 | (op.p2p && env.p2pPages ? env.p2pIdx : movIdx), op.order, op.compound ? 1 : 0);
       if (r.rc >= 0) wd.allocs.push({ pfn: r.rc, order: op.order });
+      return r;
+    }
+    case "split": {
+      // split_page: order-0 allocations from a non-compound one (compound, wrong order: EINVAL).
+      if (!wd.allocs.length) return d.splitPage(env.movable, 0);
+      const i = op.pick % wd.allocs.length;
+      const a = wd.allocs[i]!;
+      const r = d.splitPage(a.pfn, a.order + (op.bad ? 1 : 0));
+      if (r.rc >= 0) wd.allocs.splice(i, 1, ...Array.from({ length: 2 ** a.order }, (_, j) => ({ pfn: a.pfn + j, order: 0 })));
       return r;
     }
     case "free": {
@@ -207,6 +263,8 @@ function step(d: IommuDriver, env: Env, wd: World, op: Op): unknown {
       if (op.level === 2) {
         vpn -= vpn % span;
         pfn = op.pfn.off % 2 ? env.movable : Math.ceil(env.cfg.nrFrames / 512) * 512;
+        // A 2 MiB leaf over the P2PDMA zone, where it is 2 MiB and aligned.
+        if (op.pfn.z === 3 && env.p2pPages >= 512 && env.p2p % 512 === 0) pfn = env.p2p;
         n = span * (1 + (op.n % 2));
       } else if (op.level === 3) {
         vpn = IOW_1G;
@@ -269,18 +327,25 @@ function step(d: IommuDriver, env: Env, wd: World, op: Op): unknown {
       if (op.count >= 0) ops = Array.from({ length: op.count }, (_, i) => op.reqs[i % op.reqs.length]!);
       const room = Math.max(0, env.cfg.ringEntries * 24 - ops.length * I.IODMA_SIZE);
       const reqs: DmaReq[] = ops.map((q) => {
-        // An identity domain's IOVA is the physical address: aim it at DMA-safe frames.
+        // An identity domain's IOVA, and a bypass request's address, is the physical address:
+        // aim it at DMA-safe frames.
         const dv = wd.devs[q.dev];
         const ident = q.pasid === 0 && dv !== undefined && dv[0] & I.DTE_VALID && dv[1] === I.IODOM_IDENTITY;
-        const vpn = ident ? pfnOfSel(env, wd, q.pa) : vpnOf(env, wd, q.vpn, wd.ctx.get(`${q.dev}:${q.pasid}`));
+        const vpn = ident || q.bypass ? pfnOfSel(env, wd, q.pa) : vpnOf(env, wd, q.vpn, wd.ctx.get(`${q.dev}:${q.pasid}`));
         // IOVAs stay exact doubles: a far page (it faults) gets no offset and one page at most.
         const far = vpn >= 2 ** 40;
         const len = Math.min(q.len, room, far ? 4096 : Infinity);
         const data = Math.floor(q.at * (room - len + 1));
-        return { iova: vpn * 4096 + (far ? 0 : q.off), dev: q.dev, pasid: q.pasid, len, dir: q.dir, data };
+        const [p2pLo, p2pHi] = winOf(env, q.win);
+        return { iova: vpn * 4096 + (far ? 0 : q.off), dev: q.dev, pasid: q.pasid, len, dir: q.dir, bypass: q.bypass, data, p2pLo, p2pHi };
       });
       const z = reqs[reqs.length - 1];
-      if (z && op.spoil) [() => 0, () => (z.dev = 4), () => (z.pasid = 0x100000), () => (z.dir = 2), () => (z.data = room - z.len + 1), () => (z.dev = 1000)][op.spoil]!();
+      if (z && op.spoil) {
+        [
+          () => 0, () => (z.dev = 4), () => (z.pasid = 0x100000), () => (z.dir = 2), () => (z.data = room - z.len + 1), () => (z.dev = 1000),
+          () => (z.dir = I.IODF_BYPASS | 2), () => (z.dir = 0x200 | I.IODIR_FROM_DEVICE), () => (z.dir = 0x80000000 | I.IODF_BYPASS),
+        ][op.spoil]!();
+      }
       const bytes = Uint8Array.from({ length: room }, (_, i) => (i * 31 + op.seed) & 255);
       return d.iommuDma(reqs, bytes, op.flags);
     }
@@ -288,7 +353,10 @@ function step(d: IommuDriver, env: Env, wd: World, op: Op): unknown {
       // As many one-byte writes to consecutive frames as one batch takes: backing slots
       // run out (ENOMEM) in the configuration with a small pool.
       const n = Math.floor((env.cfg.ringEntries * 24 - 1) / I.IODMA_SIZE);
-      const reqs = Array.from({ length: n }, (_, i): DmaOp => ({ dev: op.dev, pasid: 0, vpn: { recent: i, delta: 0 }, pa: { z: op.pa.z, off: op.pa.off + i }, off: 0, len: 1, dir: I.IODIR_FROM_DEVICE, at: 0 }));
+      const reqs = Array.from({ length: n }, (_, i): DmaOp => ({
+        dev: op.dev, pasid: 0, vpn: { recent: i, delta: 0 }, pa: { z: op.pa.z, off: op.pa.off + i }, off: 0, len: 1, dir: I.IODIR_FROM_DEVICE, at: 0,
+        bypass: false, win: op.win,
+      }));
       return step(d, env, wd, { k: "dma", reqs, flags: 0, count: -1, seed: 0, spoil: 0 });
     }
   }
@@ -298,20 +366,28 @@ function step(d: IommuDriver, env: Env, wd: World, op: Op): unknown {
 
 const io = (devices: number, iotlb: [number, number], atc: [number, number]) => ({ devices, iotlb: { sets: iotlb[0], ways: iotlb[1] }, atc: { sets: atc[0], ways: atc[1] } });
 const CONFIGS: MachineConfig[] = [
-  parseMachineOptions({ memory: { normal: "8MiB", movable: "2MiB", cma: 0 }, cpus: 1, tlb: { sets: 4, ways: 2 }, ringEntries: 64, backing: { max: "16MiB" }, iommu: io(4, [4, 2], [2, 2]) }),
+  // A 2 MiB P2PDMA zone (2 MiB-aligned: a 2 MiB leaf maps it) after the movable zone.
+  parseMachineOptions({ memory: { normal: "8MiB", movable: "2MiB", cma: 0, p2pdma: "2MiB" }, cpus: 1, tlb: { sets: 4, ways: 2 }, ringEntries: 64, backing: { max: "16MiB" }, iommu: io(4, [4, 2], [2, 2]) }),
   parseMachineOptions({ memory: { normal: "4MiB", movable: "2MiB", cma: 0 }, cpus: 1, paging: { levels: 5, physAddrBits: 40 }, tlb: { sets: 4, ways: 2 }, ringEntries: 64, backing: { max: "1MiB" }, iommu: io(4, [2, 3], [1, 3]) }),
   parseMachineOptions({ memory: { normal: "8MiB", movable: "2MiB", cma: 0 }, cpus: 1, tlb: { sets: 4, ways: 2 }, ringEntries: 256, backing: { max: "16MiB" }, iommu: io(4, [16, 4], [4, 2]) }),
   // A 1 MiB backing pool that DMA writes (bursts of 100 frames) exhaust: ENOMEM mid-transfer.
-  parseMachineOptions({ memory: { normal: "4MiB", movable: "4MiB", cma: 0 }, cpus: 1, tlb: { sets: 4, ways: 2 }, ringEntries: 256, backing: { max: "1MiB" }, iommu: io(4, [8, 2], [2, 4]) }),
+  parseMachineOptions({ memory: { normal: "4MiB", movable: "4MiB", cma: 0, p2pdma: "1MiB" }, cpus: 1, tlb: { sets: 4, ways: 2 }, ringEntries: 256, backing: { max: "1MiB" }, iommu: io(4, [8, 2], [2, 4]) }),
 ];
 
 function envOf(cfg: MachineConfig): Env {
   const mov = cfg.zones.find((z) => z.kind === F.ZONE_MOVABLE)!;
-  return { cfg, movable: mov.startPfn, movableEnd: mov.startPfn + mov.pages, halfPages: 2 ** ((cfg.levels === 5 ? 57 : 48) - 13), maxXlate: translateMax(cfg) };
+  const p2pIdx = cfg.zones.findIndex((z) => z.kind === F.ZONE_P2PDMA);
+  const p2p = cfg.zones[p2pIdx];
+  return {
+    cfg, movable: mov.startPfn, movableEnd: mov.startPfn + mov.pages, p2p: p2p?.startPfn ?? cfg.nrFrames, p2pPages: p2p?.pages ?? 0, p2pIdx,
+    halfPages: 2 ** ((cfg.levels === 5 ? 57 : 48) - 13), maxXlate: translateMax(cfg),
+  };
 }
 
 let opsRun = 0;
 let seqRun = 0;
+/** Operations (and requests or pages) that ran a bypass request, stopped at IODS_P2P, reached a P2PDMA frame in the window. */
+const p2pOps = { bypass: 0, bypassReqs: 0, bypassPages: 0, p2pStop: 0, p2pStops: 0, window: 0, windowPages: 0 };
 /** Outcomes by operation kind (DMALAB_DIFF_STATS=1 prints them): how much each path ran. */
 const outcomes = new Map<string, number>();
 
@@ -322,7 +398,7 @@ function tally(op: Op, r: unknown): void {
     add(`${op.k}:${x.rc < 0 ? `err${x.rc}/${x.reason}` : "ok"}`);
     for (const o of x.out ?? []) {
       const st = o[0]!;
-      if (op.k === "dma" || op.k === "burst") add(`${op.k}.${st === 0 ? "done" : st === I.IODS_MMIO ? "mmio" : st < 0 ? `err${st}` : `fault${st >>> 16}`}${o[2] ? `.ev${o[2]}` : ""}`);
+      if (op.k === "dma" || op.k === "burst") add(`${op.k}.${st === 0 ? "done" : st === I.IODS_MMIO ? "mmio" : st === I.IODS_P2P ? "p2p" : st < 0 ? `err${st}` : `fault${st >>> 16}`}${o[2] ? `.ev${o[2]}` : ""}`);
       else if (op.k === "xlate" || op.k === "again") add(`io.${st >= 0x10000 ? `fault${st >>> 16}` : `src${(st >> 2) & 3}.size${st & 3}${st & I.IOST_STALE ? ".stale" : ""}`}`);
     }
   }
@@ -348,9 +424,14 @@ async function runSequence(cfg: MachineConfig, ops: Op[]): Promise<void> {
     { k: "pasid", dev: 0, pasid: 2, domain: 3, root: 11, clear: false },
   ];
   for (const op of setup) expect(step(core, env, wc, op)).toEqual(step(ref, env, wr, op));
+  const st = ref.iommu.stats;
   ops.forEach((op, i) => {
+    const s0 = { ...st };
     const a = step(core, env, wc, op);
     const b = step(ref, env, wr, op);
+    if (st.bypassReqs > s0.bypassReqs) p2pOps.bypass++;
+    if (st.p2pStops > s0.p2pStops) p2pOps.p2pStop++;
+    if (st.windowPages > s0.windowPages) p2pOps.window++;
     expect(a, `op ${i} ${JSON.stringify(op)}`).toEqual(b);
     expect(core.iommuState(), `iommu state after op ${i}`).toEqual(ref.iommuState());
     tally(op, a);
@@ -358,6 +439,10 @@ async function runSequence(cfg: MachineConfig, ops: Op[]): Promise<void> {
     if (i % 32 === 31) expect(core.state(), `machine state after op ${i}`).toEqual(ref.state());
   });
   expect(core.state()).toEqual(ref.state());
+  p2pOps.bypassReqs += st.bypassReqs;
+  p2pOps.bypassPages += st.bypassPages;
+  p2pOps.p2pStops += st.p2pStops;
+  p2pOps.windowPages += st.windowPages;
   seqRun++;
 }
 
@@ -374,7 +459,7 @@ describe("IOMMU: core vs reference model", () => {
       );
       // At least 4,000 operations per configuration (16 sequences of 250..450), 16,000 per run of this file.
       expect(opsRun - before).toBeGreaterThanOrEqual(4000);
-      if (process.env.DMALAB_DIFF_STATS) console.log(`${seqRun} sequences, ${opsRun} ops\n${[...outcomes].sort().map(([k, v]) => `${k}=${v}`).join(" ")}`);
+      if (process.env.DMALAB_DIFF_STATS) console.log(`${seqRun} sequences, ${opsRun} ops, P2P ${JSON.stringify(p2pOps)}\n${[...outcomes].sort().map(([k, v]) => `${k}=${v}`).join(" ")}`);
     });
   }
 });

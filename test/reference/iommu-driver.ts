@@ -12,10 +12,10 @@ import type { MachineConfig } from "../../src/config.js";
 import { bootCore } from "../../src/machine.js";
 import { fail } from "./buddy.js";
 import { CoreDriver, type Driver, type Result } from "./driver.js";
-import { type DmaReq, type IoCounts, type IoReq, type IommuState, RefIommu, ioEntryString } from "./iommu.js";
+import { type DmaReq, type IoCounts, type IoReq, type IommuState, RefIommu, dirWord, ioEntryString } from "./iommu.js";
 import { RefDriver } from "./ref-driver.js";
 
-export type { DmaReq, IoReq, IommuState } from "./iommu.js";
+export type { DmaReq, DmaStats, IoReq, IommuState } from "./iommu.js";
 
 export interface IommuDriver extends Driver {
   iommuSetDevice(dev: number, flags: number, type: number, domain: number, root: number): Result;
@@ -28,9 +28,12 @@ export interface IommuDriver extends Driver {
   /**
    * rc, out: [status, done, events, first PA, stop PA] per request, counts, unheld. @data is
    * the data area's initial bytes (it follows the last request; shorter: the rest is zeros).
-   * No bytes come back: the reference keeps no frame contents to compare them with.
+   * No bytes come back: the reference keeps no frame contents to compare them with. Each
+   * request's IOD_DIR is dirWord(q) (IODF_BYPASS with q.bypass), and IOD_P2P_LO/HI its window.
    */
   iommuDma(reqs: DmaReq[], data: Uint8Array, flags: number): Result;
+  /** split_page (the core's splitPage export). */
+  splitPage(pfn: number, order: number): Result;
   iommuState(): IommuState;
 }
 
@@ -106,8 +109,10 @@ export class CoreIommuDriver extends CoreDriver implements IommuDriver {
       u32[w + I.IOD_DEV / 4] = q.dev;
       u32[w + I.IOD_PASID / 4] = q.pasid;
       u32[w + I.IOD_LEN / 4] = q.len;
-      u32[w + I.IOD_DIR / 4] = q.dir;
+      u32[w + I.IOD_DIR / 4] = dirWord(q);
       u32[w + I.IOD_DATA / 4] = q.data;
+      u32[w + I.IOD_P2P_LO / 4] = q.p2pLo;
+      u32[w + I.IOD_P2P_HI / 4] = q.p2pHi;
     });
     const area = base + reqs.length * I.IODMA_SIZE;
     const room = Math.max(0, this.cfg.ringEntries * H.RENT_SIZE - reqs.length * I.IODMA_SIZE);
@@ -123,6 +128,9 @@ export class CoreIommuDriver extends CoreDriver implements IommuDriver {
       return [i32[(q + I.IOD_STATUS) >>> 2]!, i32[(q + I.IOD_DONE) >>> 2]! >>> 0, i32[(q + I.IOD_EVENTS) >>> 2]! >>> 0, this.#u64(q + I.IOD_PA), this.#u64(q + I.IOD_STOP_PA)];
     });
     return { rc, out, counts: this.#counts(), unheld: c.reg32(I.REG_IO_UNHELD) };
+  }
+  splitPage(pfn: number, order: number): Result {
+    return this.#rc(this.core.x.splitPage(pfn, order));
   }
 
   /** A cache region's valid entries (IOTE_SIZE each). */
@@ -225,6 +233,9 @@ export class RefIommuDriver extends RefDriver implements IommuDriver {
       const r = this.iommu.dma(reqs, flags);
       return { rc: reqs.length, out: r.out, counts: r.counts, unheld: r.unheld };
     });
+  }
+  splitPage(pfn: number, order: number): Result {
+    return this.#r(() => this.m.phys.splitPage(pfn, order));
   }
   iommuState(): IommuState {
     return this.iommu.state();

@@ -47,14 +47,38 @@ export interface IoReq {
   access: number;
 }
 
-/** A DMA request: the IOVA (below 2^53), bytes, direction and offset in the data area. */
+/**
+ * A DMA request: the IOVA (below 2^53; with @bypass a physical address), bytes, direction
+ * and offset in the data area, and the P2PDMA frames [p2pLo, p2pHi) (u32 each) the root
+ * complex forwards it to. The IOD_DIR word is @dir (IODIR_*, or any other u32 to test the
+ * check) with IODF_BYPASS added when @bypass is set: see dirWord.
+ */
 export interface DmaReq {
   iova: number;
   dev: number;
   pasid: number;
   len: number;
   dir: number;
+  bypass: boolean;
   data: number;
+  p2pLo: number;
+  p2pHi: number;
+}
+
+/** The IOD_DIR word of @q, as a u32. */
+export function dirWord(q: DmaReq): number {
+  return (q.dir | (q.bypass ? I.IODF_BYPASS : 0)) >>> 0;
+}
+
+/** What the DMA engine did, for the differential test's statistics (not compared). */
+export interface DmaStats {
+  /** Requests with IODF_BYPASS in batches that ran, and the pages they moved. */
+  bypassReqs: number;
+  bypassPages: number;
+  /** Requests that stopped with IODS_P2P. */
+  p2pStops: number;
+  /** Pages of translated requests that reached a P2PDMA frame inside [p2pLo, p2pHi). */
+  windowPages: number;
 }
 
 /** The ring registers of a translate or DMA batch (REG_ATC_HITS .. REG_ATS_REQS). */
@@ -84,6 +108,7 @@ export class RefIommu {
   /** The physical address of the last successful translation (ioPa). */
   pa = 0;
   n: IoCounts = zeroCounts();
+  readonly stats: DmaStats = { bypassReqs: 0, bypassPages: 0, p2pStops: 0, windowPages: 0 };
 
   constructor(mmu: RefMmu, phys: RefPhys, cfg: { levels: number; ringEntries: number; iommu: { devices: number; iotlb: { sets: number; ways: number }; atc: { sets: number; ways: number } } }) {
     this.mmu = mmu;
@@ -311,14 +336,18 @@ export class RefIommu {
 
   /** Whether frame @pfn is held: device memory, reserved, or its folio referenced. */
   held(pfn: number, kind: number): boolean {
-    if (kind === F.ZONE_DEVICE || kind === F.ZONE_DEVICE_PRIVATE) return true;
+    if (kind === F.ZONE_DEVICE || kind === F.ZONE_DEVICE_PRIVATE || kind === F.ZONE_P2PDMA) return true;
     const p = this.phys;
     const f = p.flags[pfn]!;
     if (f & F.PG_reserved) return true;
     return p.refcount[f & F.PG_tail ? p.mapping[pfn]! : pfn]! > 0;
   }
 
-  /** iommuDma: per request [status, done, events, first event PA, stop PA]; counts; unheld pages. */
+  /**
+   * iommuDma: per request [status, done, events, first event PA, stop PA]; counts; unheld pages.
+   * A bypass request's address is physical (no translation, no counts); a translated one
+   * that reaches a P2PDMA frame outside [p2pLo, p2pHi) stops there with IODS_P2P.
+   */
   dma(reqs: DmaReq[], flags: number): { out: number[][]; counts: IoCounts; unheld: number } {
     const n = reqs.length;
     const all = this.ringEntries * H.RENT_SIZE;
@@ -326,35 +355,51 @@ export class RefIommu {
     if (n === 0 || room === 0) fail(E.EINVAL, R.R_COUNT, n);
     if (flags & ~I.IOX_ALL) fail(E.EINVAL, R.R_FLAGS, flags);
     reqs.forEach((q, i) => {
-      this.#requestCheck(q.dev, q.pasid, q.dir === I.IODIR_FROM_DEVICE ? I.IOA_WRITE : I.IOA_READ, i);
-      if (q.dir > I.IODIR_FROM_DEVICE) fail(E.EINVAL, R.R_FLAGS, q.dir);
+      const dir = dirWord(q);
+      this.#requestCheck(q.dev, q.pasid, (dir & 0xff) === I.IODIR_FROM_DEVICE ? I.IOA_WRITE : I.IOA_READ, i);
+      if ((dir & ~I.IODF_BYPASS) >>> 0 > I.IODIR_FROM_DEVICE) fail(E.EINVAL, R.R_FLAGS, dir);
       if (q.data + q.len > room) fail(E.EINVAL, R.R_COUNT, i);
     });
     this.n = zeroCounts();
     let unheld = 0;
     const p = this.phys;
     const out = reqs.map((q) => {
-      const toMem = q.dir === I.IODIR_FROM_DEVICE;
+      const dir = dirWord(q);
+      const toMem = (dir & 0xff) === I.IODIR_FROM_DEVICE;
+      const bypass = (dir & I.IODF_BYPASS) !== 0;
+      const p2pLo = q.p2pLo >>> 0;
+      const p2pHi = q.p2pHi >>> 0;
       let done = 0;
       let events = 0;
       let pagesUnheld = 0;
       let status = 0;
       let first = 0;
       let stop = 0;
+      if (bypass) this.stats.bypassReqs++;
       while (done < q.len) {
         const va = q.iova + done;
         const chunk = Math.min(q.len - done, 4096 - (va % 4096));
-        const st = this.translateOne(q.dev, q.pasid, va % 2 ** 32, Math.floor(va / 2 ** 32), toMem ? I.IOA_WRITE : I.IOA_READ, flags);
-        if (st >= 0x10000) {
-          status = st;
-          break;
+        let st = 0;
+        let pa = va;
+        if (!bypass) {
+          st = this.translateOne(q.dev, q.pasid, va % 2 ** 32, Math.floor(va / 2 ** 32), toMem ? I.IOA_WRITE : I.IOA_READ, flags);
+          if (st >= 0x10000) {
+            status = st;
+            break;
+          }
+          pa = this.pa;
         }
-        const pa = this.pa;
         const pfn = Math.floor(pa / 4096);
         const z = pfn < p.nrFrames ? p.zoneOf(pfn) : undefined;
         if (!z) {
           status = I.IODS_MMIO;
           stop = pa;
+          break;
+        }
+        if (z.kind === F.ZONE_P2PDMA && !bypass && (pfn < p2pLo || pfn >= p2pHi)) {
+          status = I.IODS_P2P;
+          stop = pa;
+          this.stats.p2pStops++;
           break;
         }
         let ev = st & I.IOST_STALE ? I.IODE_STALE : 0;
@@ -374,6 +419,8 @@ export class RefIommu {
           p.poolUsed++;
         }
         done += chunk;
+        if (bypass) this.stats.bypassPages++;
+        else if (z.kind === F.ZONE_P2PDMA) this.stats.windowPages++;
       }
       unheld += pagesUnheld;
       return [status, done, events | (pagesUnheld << I.IODE_UNHELD_SHIFT), first, stop];
