@@ -109,6 +109,19 @@ export {
   dmaFenceIsLater, dmaFenceEnableSwSignaling,
 } from "./dma-buf/dma-fence.js";
 export type { DmaFenceOps, DmaFenceCallback } from "./dma-buf/dma-fence.js";
+export { dmaFenceAllocatePrivateStub } from "./dma-buf/dma-fence.js";
+export {
+  DmaFenceArray, DMA_FENCE_ARRAY_PENDING_ERROR, dmaFenceArrayCreate, dmaFenceArrayFirst, dmaFenceArrayNext, dmaFenceMatchContext,
+  dmaFenceIsContainer, isDmaFenceArray, toDmaFenceArray,
+} from "./dma-buf/dma-fence-array.js";
+export {
+  DmaFenceChain, dmaFenceChainInit, dmaFenceChainWalk, dmaFenceChainForEach, dmaFenceChainFindSeqno, dmaFenceChainContained,
+  isDmaFenceChain, toDmaFenceChain,
+} from "./dma-buf/dma-fence-chain.js";
+export type { DmaFenceRef } from "./dma-buf/dma-fence-chain.js";
+export {
+  DmaFenceUnwrap, dmaFenceUnwrapFirst, dmaFenceUnwrapNext, dmaFenceUnwrapForEach, dmaFenceUnwrapMerge, dmaFenceDedupArray,
+} from "./dma-buf/dma-fence-unwrap.js";
 export { SwSyncTimeline } from "./dma-buf/sw-sync.js";
 export {
   DmaResv, dmaResvInit, dmaResvLock, dmaResvTrylock, dmaResvUnlock, dmaResvReserveFences, dmaResvAddFence, dmaResvForEachFence,

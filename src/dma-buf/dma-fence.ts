@@ -61,8 +61,7 @@ export class DmaFence {
   error = 0;
   /** Virtual time it signalled (ns), with TIMESTAMP set. */
   timestamp = 0;
-  /** Virtual time the device completes it, or null (software signalled only). */
-  completesAt: number | null;
+  #completesAt: number | null;
   readonly #callbacks: DmaFenceCallback[] = [];
   readonly #onSignal: (() => void) | null;
 
@@ -74,11 +73,20 @@ export class DmaFence {
     this.ops = opts.ops ?? {};
     this.context = opts.context ?? dmaFenceContextAlloc(k);
     this.seqno = BigInt(opts.seqno ?? 1);
-    this.completesAt = opts.completesAt ?? null;
+    this.#completesAt = opts.completesAt ?? null;
     this.#onSignal = opts.onSignal ?? null;
   }
 
   /** dma_fence_is_signaled: the flag, a device completion whose time has come, or ops.signaled. */
+  /** Virtual time the device completes it, or null (software signalled only). A container derives it from its members. */
+  get completesAt(): number | null {
+    return this.#completesAt;
+  }
+
+  set completesAt(at: number | null) {
+    this.#completesAt = at;
+  }
+
   isSignaled(): boolean {
     if (this.flags & (1 << DMA_FENCE_FLAG_SIGNALED_BIT)) return true;
     if ((this.completesAt !== null && this.kernel.clock.now >= this.completesAt) || this.ops.signaled?.(this)) {
@@ -231,4 +239,17 @@ export function dmaFenceBeginSignalling(k: Kernel): boolean {
 
 export function dmaFenceEndSignalling(k: Kernel, _cookie: boolean): void {
   k.checkers.lockdep?.release(DMA_FENCE_MAP);
+}
+
+/**
+ * dmaFenceAllocatePrivateStub - dma_fence_allocate_private_stub: a new fence, signalled, with
+ * @timestamp as its signal time (context 0, seqno 0, like the global stub but its own).
+ */
+export function dmaFenceAllocatePrivateStub(k: Kernel, timestamp: number): DmaFence {
+  const name = () => "stub";
+  const f = new DmaFence(k, { ops: { getDriverName: name, getTimelineName: name }, context: 0, seqno: 0 });
+  f.flags |= 1 << DMA_FENCE_FLAG_ENABLE_SIGNAL_BIT;
+  dmaFenceSignal(f);
+  f.timestamp = timestamp; // dma_fence_signal_timestamp
+  return f;
 }

@@ -1,7 +1,7 @@
 /**
  * drivers/dma-buf/st-dma-fence.c, ported: each case keeps its kernel name and checks what
- * the selftest checks. Time is the machine's virtual clock (timeouts in ns). Not ported:
- * race_signal_callback (two threads racing signal against add_callback).
+ * the selftest checks. Time is the machine's virtual clock (timeouts in ns).
+ * race_signal_callback is played as every interleaving of its two threads' steps.
  *
  * The selftest's mock fence has its own wait hook that answers -ETIME on a timeout; these use
  * the kernel's default wait (dma_fence_default_wait), which answers 0.
@@ -173,5 +173,62 @@ describe("dma_fence beyond the selftest", () => {
     // Outside a signalling section the same wait is fine.
     dmaFenceWait(new DmaFence(k, { completesAt: k.clock.now + 100 }), "another wait");
     expect(m.checkReports().filter((r) => r.checker === "lockdep").length).toBe(1);
+  });
+});
+
+describe("st-dma-fence races", () => {
+  /**
+   * race_signal_callback. In the kernel two kthreads each make a fence, add a callback to
+   * the other thread's fence and signal their own: in pass 0 they add and then signal, in
+   * pass 1 they signal and then add. Every add must either return 0, and then its callback
+   * runs exactly once when the other fence signals, or return -ENOENT because the other
+   * fence had already signalled, and then the callback never runs. A thread whose add
+   * returned 0 then waits for the other fence and its callbacks.
+   *
+   * Here there is one thread, so the race is played as every interleaving of the two
+   * threads' two steps (6 per pass, both passes). The wait is the end of the interleaving,
+   * when both fences have signalled.
+   */
+  it("race_signal_callback: in every interleaving each add either gets its callback run exactly once or -ENOENT", async () => {
+    const k = await kernel();
+    const interleavings = ["0011", "0101", "0110", "1001", "1010", "1100"];
+    let hits = 0;
+    let misses = 0;
+    for (const before of [false, true]) {
+      for (const order of interleavings) {
+        const f = [mockFence(k), mockFence(k)];
+        const seen = [0, 0];
+        const added: (number | null)[] = [null, null];
+        const step = [0, 0];
+        const cbs = [() => seen[0]!++, () => seen[1]!++];
+        for (const c of order) {
+          const t = Number(c);
+          const other = f[1 - t]!;
+          const first = step[t] === 0;
+          step[t] = 1;
+          const signalNow = before === first; // before: signal, then add; after: add, then signal
+          if (signalNow) {
+            expect(dmaFenceSignal(f[t]!)).toBe(0);
+            continue;
+          }
+          const otherDone = other.isSignaled();
+          added[t] = dmaFenceAddCallback(other, cbs[t]!);
+          expect(added[t]).toBe(otherDone ? -ENOENT : 0);
+          expect(seen[t]).toBe(0); // adding never runs the callback itself
+        }
+        for (const t of [0, 1]) {
+          expect(f[t]!.isSignaled()).toBe(true);
+          expect(seen[t]).toBe(added[t] === 0 ? 1 : 0); // seen once, or a miss
+          expect(dmaFenceRemoveCallback(f[1 - t]!, cbs[t]!)).toBe(false); // ran or never queued
+          if (added[t] === 0) hits++;
+          else misses++;
+        }
+        // A second signal is refused and runs nothing again.
+        expect([dmaFenceSignal(f[0]!), dmaFenceSignal(f[1]!)]).toEqual([-EINVAL, -EINVAL]);
+        expect(seen.every((n, t) => n === (added[t] === 0 ? 1 : 0))).toBe(true);
+      }
+    }
+    // Both outcomes of the race happened: 24 adds in all.
+    expect([hits + misses, hits > 0, misses > 0]).toEqual([24, true, true]);
   });
 });
