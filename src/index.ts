@@ -144,7 +144,13 @@ export {
   dmaBufMapAttachment, dmaBufUnmapAttachment, dmaBufMoveNotify, dmaBufPin, dmaBufUnpin, dmaBufPinned, dmaBufBeginCpuAccess,
   dmaBufEndCpuAccess, dmaBufCpuAccess, dmaBufDeviceDma,
 } from "./dma-buf/dma-buf.js";
-export type { DmaBufOps, DmaBufAttachOps, DmaDataDirection, SgTable, SgEntry } from "./dma-buf/dma-buf.js";
+export type { DmaBufOps, DmaBufAttachOps, DmaDataDirection, SgTable, SgEntry, IosysMap } from "./dma-buf/dma-buf.js";
+export {
+  dmaBufMmap, dmaBufVmap, dmaBufVunmap, dmaBufIoctl, SyncFile, DMA_BUF_IOCTL_SYNC, DMA_BUF_SET_NAME_A, DMA_BUF_SET_NAME_B,
+  DMA_BUF_IOCTL_EXPORT_SYNC_FILE, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, DMA_BUF_SYNC_READ, DMA_BUF_SYNC_WRITE, DMA_BUF_SYNC_RW,
+  DMA_BUF_SYNC_START, DMA_BUF_SYNC_END, DMA_BUF_NAME_LEN,
+} from "./dma-buf/dma-buf-file.js";
+export type { DmaBufIoctlArg } from "./dma-buf/dma-buf-file.js";
 export { HeapExporter, dmaDevice } from "./drivers/heap-exporter.js";
 export type { HeapExporterOptions } from "./drivers/heap-exporter.js";
 export { VramExporter } from "./drivers/vram-exporter.js";

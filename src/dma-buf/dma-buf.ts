@@ -20,6 +20,8 @@
 import type { OwningDevice } from "../check/ownership.js";
 import { DmaError } from "../errors.js";
 import type { Kernel } from "../mm/kernel.js";
+import type { Prot } from "../mm/mprotect.js";
+import type { Process } from "../mm/process.js";
 import { type DmaResult, deviceDma } from "../iommu/dma-engine.js";
 import { IommuDevice } from "../iommu/iommu.js";
 import { type DmaResv, dmaResvInit, dmaResvLock, dmaResvUnlock, dmaResvUsageRw, dmaResvWaitTimeout } from "./dma-resv.js";
@@ -50,6 +52,18 @@ export interface DmaBufOps {
   endCpuAccess?(db: DmaBuf, dir: DmaDataDirection): number;
   /** (dmalab) The frames the buffer occupies now, for the checkers; absent: not tracked. */
   frames?(db: DmaBuf): number[];
+  /** Map pages [@pgoff, @pgoff + @pages) into @proc (dma_buf_mmap has checked the range); the first page mapped. */
+  mmap?(db: DmaBuf, proc: Process, pgoff: number, pages: number, prot: Prot): number;
+  /** A kernel mapping of the whole buffer (struct iosys_map). */
+  vmap?(db: DmaBuf): IosysMap;
+  vunmap?(db: DmaBuf, map: IosysMap): void;
+}
+
+/** struct iosys_map: a kernel mapping of a buffer (system memory or I/O memory), and the frames behind it. */
+export interface IosysMap {
+  readonly vaddr: bigint;
+  readonly isIomem: boolean;
+  readonly frames: readonly number[];
 }
 
 /** struct dma_buf_attach_ops (a dynamic importer's). */
@@ -61,7 +75,8 @@ export interface DmaBufAttachOps {
 
 export class DmaBuf {
   readonly kernel: Kernel;
-  readonly name: string;
+  /** Its name (DMA_BUF_SET_NAME changes it). */
+  name: string;
   readonly size: number;
   readonly ops: DmaBufOps;
   readonly priv: unknown;
@@ -71,6 +86,9 @@ export class DmaBuf {
   readonly attachments: DmaBufAttachment[] = [];
   refs = 1;
   fd = -1;
+  /** vmap users, and the mapping they share. */
+  vmappingCounter = 0;
+  vmapPtr: IosysMap | null = null;
 
   constructor(k: Kernel, o: { name: string; size: number; ops: DmaBufOps; priv: unknown; resv: DmaResv; coherent: boolean }) {
     this.kernel = k;
@@ -301,10 +319,12 @@ export function dmaBufUnpin(a: DmaBufAttachment): void {
 
 /**
  * dmaBufBeginCpuAccess - dma_buf_begin_cpu_access: wait for the fences the access must
- * (dma_resv_usage_rw), then the exporter's op; the CPU owns the buffer until End.
+ * (dma_resv_usage_rw), then the exporter's op; the CPU owns the buffer until End. @dir is the
+ * DMA direction the CPU's access serves: TO_DEVICE (or BIDIRECTIONAL) means the CPU writes,
+ * so it waits for readers and writers; FROM_DEVICE means it reads, and waits for writers.
  */
 export function dmaBufBeginCpuAccess(db: DmaBuf, dir: DmaDataDirection): number {
-  dmaResvWaitTimeout(db.resv, dmaResvUsageRw(dir !== "TO_DEVICE"), true, Infinity);
+  dmaResvWaitTimeout(db.resv, dmaResvUsageRw(dir === "BIDIRECTIONAL" || dir === "TO_DEVICE"), true, Infinity);
   const rc = db.ops.beginCpuAccess?.(db, dir) ?? 0;
   if (!rc) db.kernel.checkers.ownership?.cpuBracket(db, true);
   return rc;

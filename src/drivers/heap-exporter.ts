@@ -5,6 +5,10 @@
  * gets IOVAs from dmaMapSg (unmapped again by dmaUnmapSg); any other device is dma-direct and
  * sees a page at its physical address (consecutive frames merge into one segment).
  *
+ * A fixed buffer can be mmapped (its pages inserted into the process, as the system heap's
+ * mmap does); every buffer can be vmapped. A movable one has no mmap: its CPU mappings would
+ * have to be zapped on each move, which this exporter does not do.
+ *
  * evict(): under the reservation lock, refused (EBUSY) while an attachment pins the buffer;
  * otherwise the dynamic importers are told (moveNotify), the bytes move to new frames, the
  * old ones are freed: a mapping kept past moveNotify now points at freed frames.
@@ -12,12 +16,13 @@
  */
 import type { OwningDevice } from "../check/ownership.js";
 import {
-  type DmaBuf, type DmaBufAttachment, type DmaBufOps, type DmaDataDirection, type SgTable, dmaBufExport, dmaBufMoveNotify, dmaBufPinned,
+  type DmaBuf, type DmaBufAttachment, type DmaBufOps, type DmaDataDirection, type IosysMap, type SgTable, dmaBufExport, dmaBufMoveNotify, dmaBufPinned,
 } from "../dma-buf/dma-buf.js";
 import { dmaResvLock, dmaResvUnlock } from "../dma-buf/dma-resv.js";
 import { DmaError } from "../errors.js";
 import { framePageBytes, frameWrite } from "../mm/filemap.js";
 import type { Kernel } from "../mm/kernel.js";
+import { vmInsertPagesMmap } from "../mm/vm-insert.js";
 import { type DmaSegment, dmaMapSg, dmaUnmapSg } from "../iommu/dma-iommu.js";
 import { IommuDevice } from "../iommu/iommu.js";
 
@@ -29,6 +34,10 @@ export interface HeapExporterOptions {
   /** A coherent (write-combined / uncached) buffer: no ownership to track. */
   coherent?: boolean;
 }
+
+/** x86-64's VMALLOC_START (4-level paging), and where each kernel's next vmap goes. */
+const VMALLOC_START = 0xffffc90000000000n;
+const vmallocNext = new WeakMap<Kernel, bigint>();
 
 export class HeapExporter {
   readonly kernel: Kernel;
@@ -54,7 +63,10 @@ export class HeapExporter {
       beginCpuAccess: () => 0,
       endCpuAccess: () => 0,
       frames: () => this.frames,
-      ...(o.movable ? { pin: () => (this.#pins++, 0), unpin: () => void this.#pins-- } : {}),
+      vmap: () => this.#vmap(),
+      ...(o.movable
+        ? { pin: () => (this.#pins++, 0), unpin: () => void this.#pins-- }
+        : { mmap: (_db, proc, pgoff, pages, prot) => vmInsertPagesMmap(proc, this.frames.slice(pgoff, pgoff + pages), prot, "dma_buf_mmap") }),
     };
     this.dmabuf = dmaBufExport(k, { ops, size: o.pages * 4096, priv: this, name: o.name ?? "system-heap buffer", coherent: o.coherent ?? false });
   }
@@ -74,6 +86,13 @@ export class HeapExporter {
       else entries.push({ dmaAddress: pfn * 4096, length: 4096 });
     }
     return { entries };
+  }
+
+  /** A kernel mapping (vmap of the pages): an address in the vmalloc area, the frames behind it. */
+  #vmap(): IosysMap {
+    const at = vmallocNext.get(this.kernel) ?? 0n;
+    vmallocNext.set(this.kernel, at + BigInt(this.frames.length + 1) * 4096n); // and a guard page
+    return { vaddr: VMALLOC_START + at, isIomem: false, frames: [...this.frames] };
   }
 
   #release(): void {

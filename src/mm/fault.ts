@@ -289,7 +289,7 @@ export function handleMmFaultLocked(mm: MmStruct, vpn: number, f: FaultFlags): F
   const huge = got.level === 2 && (pte & P) !== 0n && (pte & PS) !== 0n;
   if (pte === 0n) {
     // A PFNMAP device mapping, or p2pmem (kernfs has no fault handler for it): filled at mmap.
-    if (vma.kind === "device" || vma.kind === "p2pmem") return "SIGBUS";
+    if (vma.kind === "device" || vma.kind === "mixedmap") return "SIGBUS";
     if (vma.kind === "anon") return doAnonymousPage(k, mm, vma, vpn, f);
     return doFileFault(k, mm, vma, vpn, f);
   }

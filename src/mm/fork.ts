@@ -45,7 +45,7 @@ export function dupMmap(parent: MmStruct, child: MmStruct, local = -1): ForkStat
       }
       // vma_needs_copy: a fault fills in what a VMA without anon_vma maps; only PFNMAP,
       // MIXEDMAP (p2pmem) and anonymous pages must be copied now.
-      if (!v.anonVma && v.kind !== "device" && v.kind !== "p2pmem") continue;
+      if (!v.anonVma && v.kind !== "device" && v.kind !== "mixedmap") continue;
       let flags = 0;
       if (v.isCow) flags |= H.COPY_COW;
       if (parent.hasPinned) flags |= H.COPY_HAS_PINNED;

@@ -43,7 +43,7 @@ export function mlockRange(addr: Address, length: Address, taskSize: number): [n
 
 /** Whether mlock leaves @v alone (VM_SPECIAL, fsdax). */
 function lockable(v: Vma): boolean {
-  return !(v.flags & (VM_IO | VM_PFNMAP)) && v.kind !== "dax" && v.kind !== "device" && v.kind !== "p2pmem";
+  return !(v.flags & (VM_IO | VM_PFNMAP)) && v.kind !== "dax" && v.kind !== "device" && v.kind !== "mixedmap";
 }
 
 /**

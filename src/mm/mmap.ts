@@ -46,7 +46,7 @@ export function vmFlagsOf(r: MmapRequest): number {
   if (r.shared) f |= VM_SHARED | VM_MAYSHARE;
   if (r.hugepage) f |= VM_HUGEPAGE;
   if (r.kind === "device") f |= VM_IO | VM_PFNMAP | VM_DONTEXPAND;
-  if (r.kind === "p2pmem") f |= VM_MIXEDMAP; // vm_insert_page sets it
+  if (r.kind === "mixedmap") f |= VM_MIXEDMAP; // vm_insert_page sets it
   return f;
 }
 

@@ -26,8 +26,11 @@ export const VM_MIXEDMAP = 0x10000000;
 export const VM_HUGEPAGE = 0x20000000;
 export const VM_NOHUGEPAGE = 0x40000000;
 
-/** What backs a VMA ("p2pmem": PCI P2PDMA pages a provider inserted, as p2pmem_alloc_mmap does). */
-export type VmaKind = "anon" | "file" | "shmem" | "dax" | "device" | "p2pmem";
+/**
+ * What backs a VMA. "mixedmap": pages a driver inserted at mmap time (vm_insert_pages,
+ * VM_MIXEDMAP): p2pmem, a dma-buf's mmap.
+ */
+export type VmaKind = "anon" | "file" | "shmem" | "dax" | "device" | "mixedmap";
 
 /** Flags a VMA merge must agree on (vm_flags minus the accounting bits). */
 const MERGE_MASK = ~0;

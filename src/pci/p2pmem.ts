@@ -20,11 +20,10 @@
  *   every mmapped page whose references are down to the pagemap's.
  * @module
  */
-import * as X from "../abi/x86.js";
 import { type Address, addressOf, pageCount } from "../core/addr.js";
 import { DmaError, einval } from "../errors.js";
 import type { Kernel } from "../mm/kernel.js";
-import { doMmap, doMunmap } from "../mm/mmap.js";
+import { vmInsertPagesMmap } from "../mm/vm-insert.js";
 import { parseProt, type Process, type ProtSpec } from "../mm/process.js";
 import { pciP2pdmaDistanceMany } from "./p2pdma.js";
 import type { PciDev } from "./topology.js";
@@ -247,36 +246,16 @@ export function p2pmemAllocMmap(proc: Process, pdev: PciDev, length: Address, o:
   const prot = parseProt(o.prot);
   const p = pciP2pdmaOf(k, pdev);
   if (!p) throw new DmaError("ENODEV", `p2pmem mmap: ${pdev.name} provides no P2PDMA memory`, { arg: "pdev" });
-  const mm = proc.mm;
-  const start = mm.mmapLock.with("write", `pid ${proc.pid} mmap p2pmem`, () => {
-    const pfn = poolAlloc(k, p, pages);
-    if (pfn === null) throw new DmaError("ENOMEM", `p2pmem mmap: ${pdev.name}'s pool has no ${pages} free pages in a row`, { arg: "length" });
-    let at: number;
-    try {
-      at = doMmap(mm, { addr: null, pages, prot, shared: true, fixed: false, noreplace: false, hugepage: false, kind: "p2pmem", file: null, pgoff: 0, pfn: null }, proc.cpu.index);
-    } catch (e) {
-      for (let i = 0; i < pages; i++) p.used.delete(pfn + i);
-      throw e;
-    }
-    // vm_insert_page for each page: a normal (not special) entry, a reference, a mapcount.
-    let lo = X.PTE_US | X.PTE_A | (prot.write ? X.PTE_RW | X.PTE_D : 0);
-    lo >>>= 0;
-    const hi = prot.exec ? 0 : 1 << (X.PTE_BIT_NX - 32);
-    try {
-      k.check(k.core.x.ptMap(mm.pgd.pfn, at, pages, pfn, lo, hi, 1), "p2pmem mmap");
-    } catch (e) {
-      doMunmap(mm, at, pages, proc.cpu.index);
-      for (let i = 0; i < pages; i++) p.used.delete(pfn + i);
-      throw e;
-    }
-    for (let i = 0; i < pages; i++) {
-      k.folioRef(pfn + i, 1);
-      k.mapcount(pfn + i, 1);
-      p.mmapped.add(pfn + i);
-    }
-    mm.rss.file += pages;
-    return at;
-  });
+  const pfn = poolAlloc(k, p, pages);
+  if (pfn === null) throw new DmaError("ENOMEM", `p2pmem mmap: ${pdev.name}'s pool has no ${pages} free pages in a row`, { arg: "length" });
+  let start: number;
+  try {
+    start = vmInsertPagesMmap(proc, Array.from({ length: pages }, (_, i) => pfn + i), prot, "p2pmem mmap");
+  } catch (e) {
+    for (let i = 0; i < pages; i++) p.used.delete(pfn + i);
+    throw e;
+  }
+  for (let i = 0; i < pages; i++) p.mmapped.add(pfn + i);
   k.trace.emit("p2pdma.mmap", { pid: proc.pid, dev: pdev.name, start: start * 4096, size: pages * 4096 }, k.clock.now);
   return addressOf(start);
 }

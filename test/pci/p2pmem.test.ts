@@ -130,7 +130,7 @@ describe("p2pmem in a process, and GUP", () => {
     expect(code(() => p2pmemAllocMmap(p, nvme, 4 * MiB))).toBe("ENOMEM:length");
     const va = Number(p2pmemAllocMmap(p, nvme, 8 * 4096));
     const vma = p.mm.vmas.find(va / 4096)!;
-    expect(vma.kind).toBe("p2pmem");
+    expect(vma.kind).toBe("mixedmap");
     expect(pciP2pmemAvailable(k, nvme)).toBe(2 * MiB - 8 * 4096);
     const pfn0 = pfnAt(p, va);
     expect(isPciP2pdmaPage(k, pfn0)).toBe(true);

@@ -1,0 +1,55 @@
+/**
+ * vm_insert_pages for a driver's mmap: a new shared mapping of @pfns, filled at once (no
+ * fault handler: a page zapped later is SIGBUS), as p2pmem_alloc_mmap and a dma-buf
+ * exporter's mmap do with vm_insert_page.
+ *
+ * Each page is a normal entry (not special: GUP and rmap see a struct page) with a
+ * reference and a mapcount of its own, counted in the file RSS; the VMA is VM_SHARED and
+ * VM_MIXEDMAP, so fork copies the entries and munmap puts the references back.
+ * @module
+ */
+import * as X from "../abi/x86.js";
+import { doMmap, doMunmap } from "./mmap.js";
+import type { Prot } from "./mprotect.js";
+import type { Process } from "./process.js";
+
+/**
+ * vmInsertPagesMmap - map @pfns (in order) into a new shared mapping of @proc with @prot;
+ * returns its first page. ENOMEM when the address space has no room; nothing stays mapped
+ * or referenced on failure.
+ */
+export function vmInsertPagesMmap(proc: Process, pfns: readonly number[], prot: Prot, who: string): number {
+  const k = proc.kernel;
+  const mm = proc.mm;
+  const pages = pfns.length;
+  return mm.mmapLock.with("write", `pid ${proc.pid} ${who}`, () => {
+    const at = doMmap(mm, { addr: null, pages, prot, shared: true, fixed: false, noreplace: false, hugepage: false, kind: "mixedmap", file: null, pgoff: 0, pfn: null }, proc.cpu.index);
+    const lo = (X.PTE_US | X.PTE_A | (prot.write ? X.PTE_RW | X.PTE_D : 0)) >>> 0;
+    const hi = prot.exec ? 0 : 1 << (X.PTE_BIT_NX - 32);
+    // One table call per run of consecutive frames; a run's references are taken before
+    // its entries exist, so a failed run gives back only its own and the munmap of the
+    // mapping puts back those of the runs mapped before it.
+    for (let i = 0; i < pages; ) {
+      let n = 1;
+      while (i + n < pages && pfns[i + n] === pfns[i]! + n) n++;
+      const run = pfns.slice(i, i + n);
+      for (const pfn of run) {
+        k.folioRef(pfn, 1);
+        k.mapcount(pfn, 1);
+      }
+      try {
+        k.check(k.core.x.ptMap(mm.pgd.pfn, at + i, n, pfns[i]!, lo, hi, 1), who);
+      } catch (e) {
+        for (const pfn of run) {
+          k.mapcount(pfn, -1);
+          k.folioRef(pfn, -1);
+        }
+        doMunmap(mm, at, pages, proc.cpu.index);
+        throw e;
+      }
+      mm.rss.file += n;
+      i += n;
+    }
+    return at;
+  });
+}
