@@ -160,6 +160,21 @@ describe("dma_fence beyond the selftest", () => {
     expect(tl.createFence(2).isSignaled()).toBe(true);
   });
 
+  it("a wait on a fence of a closed (freed) timeline returns at once with -ENOENT as its status; the closed timeline is EBADF", async () => {
+    const k = await kernel();
+    const tl = new SwSyncTimeline(k);
+    const f = tl.createFence(5);
+    expect(dmaFenceWaitTimeout(f, true, 1000)).toBe(0); // nothing will signal it: the timeout passes
+    tl.release();
+    const t0 = k.clock.now;
+    expect(dmaFenceWaitTimeout(f, true, 1000)).toBe(1000); // signalled: all the time is left
+    expect(k.clock.now).toBe(t0);
+    expect(dmaFenceGetStatus(f)).toBe(-ENOENT);
+    expect(caught(() => tl.inc()).code).toBe("EBADF");
+    expect(caught(() => tl.createFence(6)).code).toBe("EBADF");
+    expect(caught(() => tl.release()).code).toBe("EBADF");
+  });
+
   it("[L1] waiting for a fence inside a fence-signalling critical section is reported", async () => {
     const m = await mmMachine();
     const k = m.kernel;
