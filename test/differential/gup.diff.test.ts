@@ -171,17 +171,6 @@ function forgetFreed(d: Driver, w: World): void {
   }
 }
 
-/** split_page on either side: the core's splitPage export, or the reference's RefPhys.splitPage. */
-function splitPage(d: Driver, pfn: number, order: number): Result {
-  if (d instanceof CoreDriver) {
-    const x = d.core.x;
-    const rc = x.splitPage(pfn, order);
-    return rc < 0 ? { rc, reason: x.coreReason(), arg: x.coreReasonArg() } : { rc };
-  }
-  const m = (d as RefDriver).m;
-  const rc = m.call(() => m.phys.splitPage(pfn, order));
-  return rc < 0 ? { rc, reason: m.reason, arg: m.arg } : { rc };
-}
 
 function step(d: Driver, w: World, op: Op): unknown {
   const r = step1(d, w, op);
@@ -203,17 +192,17 @@ function step1(d: Driver, w: World, op: Op): unknown {
       const a: Alloc = { pfn: r.rc, order: op.order, maps: [], compound, split: false };
       w.allocs.push(a);
       if (op.mode !== 0) return r;
-      const s = splitPage(d, r.rc, op.order);
+      const s = d.splitPage(r.rc, op.order);
       if (s.rc >= 0) a.split = true;
       return [r, s];
     }
     case "split": {
       // Mostly a block's first page at its own order; now and then a page inside it or
       // another order (a compound head or tail, an order mismatch: EINVAL, nothing changes).
-      if (!w.allocs.length) return splitPage(d, 600, 0);
+      if (!w.allocs.length) return d.splitPage(600, 0);
       const a = w.allocs[op.pick % w.allocs.length]!;
       const pfn = a.pfn + (op.off % 2 ** a.order);
-      const r = splitPage(d, pfn, op.order < 0 ? a.order : op.order);
+      const r = d.splitPage(pfn, op.order < 0 ? a.order : op.order);
       if (r.rc >= 0 && pfn === a.pfn) a.split = true;
       return r;
     }

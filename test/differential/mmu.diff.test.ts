@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import * as H from "../../src/abi/header.js";
 import * as X from "../../src/abi/x86.js";
 import { type MachineConfig, parseMachineOptions } from "../../src/config.js";
-import { CoreDriver, type Driver, RefDriver, type Req, type Result } from "../reference/driver.js";
+import { CoreDriver, type Driver, RefDriver, type Req } from "../reference/driver.js";
 
 /* ---------- operations ---------- */
 
@@ -124,17 +124,6 @@ function vaWords(vpn: number, off: number, wild: number): [number, number] {
   return [lo, (hi ^ wild) >>> 0];
 }
 
-/** split_page on either side: the core's splitPage export, or the reference's RefPhys.splitPage. */
-function splitPage(d: Driver, pfn: number, order: number): Result {
-  if (d instanceof CoreDriver) {
-    const x = d.core.x;
-    const rc = x.splitPage(pfn, order);
-    return rc < 0 ? { rc, reason: x.coreReason(), arg: x.coreReasonArg() } : { rc };
-  }
-  const m = (d as RefDriver).m;
-  const rc = m.call(() => m.phys.splitPage(pfn, order));
-  return rc < 0 ? { rc, reason: m.reason, arg: m.arg } : { rc };
-}
 
 function step(d: Driver, w: World, op: Op): unknown {
   // Mostly the two roots the CPUs run on, so their TLBs and walks see the changes.
@@ -159,12 +148,12 @@ function step(d: Driver, w: World, op: Op): unknown {
       // mismatch: EINVAL, nothing changes).
       const splittable = w.allocs.filter((x) => !x.compound && x.order > 0);
       const from = op.any || !splittable.length ? w.allocs : splittable;
-      if (!from.length) return splitPage(d, 7, 0);
+      if (!from.length) return d.splitPage(7, 0);
       const a = from[op.pick % from.length]!;
       const i = w.allocs.indexOf(a);
       const pfn = a.pfn + (op.off % 2 ** a.order);
       const order = op.order < 0 ? a.order : op.order;
-      const r = splitPage(d, pfn, order);
+      const r = d.splitPage(pfn, order);
       // 2^order order-0 allocations, each freed on its own.
       if (r.rc >= 0 && pfn === a.pfn) w.allocs.splice(i, 1, ...Array.from({ length: 2 ** order }, (_, j) => ({ pfn: pfn + j, order: 0, compound: false })));
       return r;

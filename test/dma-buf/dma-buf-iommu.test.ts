@@ -7,12 +7,12 @@
  */
 import { describe, expect, it } from "vitest";
 import {
-  dmaBufDetach, dmaBufDeviceDma, dmaBufDynamicAttach, dmaBufMapAttachment, dmaBufUnmapAttachment,
+  dmaBufDetach, dmaBufDeviceDma, dmaBufDynamicAttach, dmaBufUnmapAttachment,
 } from "../../src/dma-buf/dma-buf.js";
-import { dmaResvLock, dmaResvUnlock } from "../../src/dma-buf/dma-resv.js";
 import { HeapExporter } from "../../src/drivers/heap-exporter.js";
 import type { Machine } from "../../src/index.js";
 import { mmMachine } from "../mm/mm-helpers.js";
+import { mapLocked } from "./dmabuf-helpers.js";
 
 const dmaReports = (m: Machine) => m.checkReports().filter((r) => r.checker === "dma");
 
@@ -22,14 +22,6 @@ async function setup() {
   return { m, gpu, db: gpu.dmabuf };
 }
 
-function mapLocked(a: Parameters<typeof dmaBufMapAttachment>[0]) {
-  dmaResvLock(a.dmabuf.resv, null);
-  try {
-    return dmaBufMapAttachment(a, "BIDIRECTIONAL");
-  } finally {
-    dmaResvUnlock(a.dmabuf.resv);
-  }
-}
 
 describe("dma-buf through the IOMMU", () => {
   it("the table holds IOVAs; the device's DMA through them lands in the buffer's frames; detach unmaps them", async () => {

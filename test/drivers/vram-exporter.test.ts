@@ -5,13 +5,13 @@
  */
 import { describe, expect, it } from "vitest";
 import {
-  type DmaBufAttachment, dmaBufAttach, dmaBufDeviceDma, dmaBufDynamicAttach, dmaBufMapAttachment, dmaBufUnmapAttachment,
+  type DmaBufAttachment, dmaBufAttach, dmaBufDeviceDma, dmaBufDynamicAttach, dmaBufUnmapAttachment,
 } from "../../src/dma-buf/dma-buf.js";
-import { dmaResvLock, dmaResvUnlock } from "../../src/dma-buf/dma-resv.js";
 import { VramExporter } from "../../src/drivers/vram-exporter.js";
 import { isPciP2pdmaPage, PciTopology, type TopologySpec } from "../../src/index.js";
 import { smallMachine } from "../helpers.js";
 import { caught } from "../mm/mm-helpers.js";
+import { mapLocked } from "../dma-buf/dmabuf-helpers.js";
 
 const MiB = 1 << 20;
 
@@ -60,14 +60,6 @@ function importer(log: string[]) {
   };
 }
 
-function mapLocked(a: DmaBufAttachment) {
-  dmaResvLock(a.dmabuf.resv, null);
-  try {
-    return dmaBufMapAttachment(a, "BIDIRECTIONAL");
-  } finally {
-    dmaResvUnlock(a.dmabuf.resv);
-  }
-}
 
 describe("VRAM export with P2P attachments", () => {
   it("a NIC below the GPU's switch keeps peer2peer: the table holds bus addresses in the VRAM BAR and its DMA lands in VRAM", async () => {

@@ -34,6 +34,8 @@ export interface MachineState {
 export interface Driver {
   allocPages(zonelist: number, order: number, flags: number): Result;
   freePages(pfn: number, order: number): Result;
+  /** split_page (the core's splitPage export). */
+  splitPage(pfn: number, order: number): Result;
   pgdAlloc(): Result;
   pgdFree(root: number): Result;
   ptMap(root: number, vpn: number, n: number, pfn: number, lo: number, hi: number, level: number): Result;
@@ -89,6 +91,9 @@ export class CoreDriver implements Driver {
   }
   freePages(pfn: number, order: number): Result {
     return this.#r(this.core.x.freePages(pfn, order));
+  }
+  splitPage(pfn: number, order: number): Result {
+    return this.#r(this.core.x.splitPage(pfn, order));
   }
   pgdAlloc(): Result {
     return this.#r(this.core.x.pgdAlloc());

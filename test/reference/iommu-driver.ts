@@ -32,8 +32,6 @@ export interface IommuDriver extends Driver {
    * request's IOD_DIR is dirWord(q) (IODF_BYPASS with q.bypass), and IOD_P2P_LO/HI its window.
    */
   iommuDma(reqs: DmaReq[], data: Uint8Array, flags: number): Result;
-  /** split_page (the core's splitPage export). */
-  splitPage(pfn: number, order: number): Result;
   iommuState(): IommuState;
 }
 
@@ -128,9 +126,6 @@ export class CoreIommuDriver extends CoreDriver implements IommuDriver {
       return [i32[(q + I.IOD_STATUS) >>> 2]!, i32[(q + I.IOD_DONE) >>> 2]! >>> 0, i32[(q + I.IOD_EVENTS) >>> 2]! >>> 0, this.#u64(q + I.IOD_PA), this.#u64(q + I.IOD_STOP_PA)];
     });
     return { rc, out, counts: this.#counts(), unheld: c.reg32(I.REG_IO_UNHELD) };
-  }
-  splitPage(pfn: number, order: number): Result {
-    return this.#rc(this.core.x.splitPage(pfn, order));
   }
 
   /** A cache region's valid entries (IOTE_SIZE each). */
@@ -233,9 +228,6 @@ export class RefIommuDriver extends RefDriver implements IommuDriver {
       const r = this.iommu.dma(reqs, flags);
       return { rc: reqs.length, out: r.out, counts: r.counts, unheld: r.unheld };
     });
-  }
-  splitPage(pfn: number, order: number): Result {
-    return this.#r(() => this.m.phys.splitPage(pfn, order));
   }
   iommuState(): IommuState {
     return this.iommu.state();

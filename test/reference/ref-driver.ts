@@ -33,6 +33,9 @@ export class RefDriver implements Driver {
   freePages(pfn: number, order: number): Result {
     return this.#r(() => this.m.phys.freePages(pfn, order));
   }
+  splitPage(pfn: number, order: number): Result {
+    return this.#r(() => this.m.phys.splitPage(pfn, order));
+  }
   pgdAlloc(): Result {
     return this.#r(() => this.m.pts.pgdAlloc());
   }
