@@ -268,6 +268,7 @@ export function p2pmemAllocMmap(proc: Process, pdev: PciDev, length: Address, o:
 export function pciP2pmemFindMany(k: Kernel, clients: PciDev[]): PciDev | null {
   if (!Array.isArray(clients) || !clients.length) return null;
   const t = clients[0]!.topology;
+  if (clients.some((c) => c.topology !== t)) return null; // no provider reaches two fabrics
   let best = Infinity;
   let closest: PciDev[] = [];
   for (const d of t.byName.values()) {
