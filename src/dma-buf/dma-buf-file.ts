@@ -3,7 +3,9 @@
  * process, vmap / vunmap, and the ioctls userspace uses, with sync files.
  *
  * - dmaBufMmap: EINVAL without the exporter's mmap op, or when offset + length run past the
- *   buffer; CPU access through the mapping is bracketed with DMA_BUF_IOCTL_SYNC.
+ *   buffer (or it was released); each VMA holds a reference to the buffer, so closing the last
+ *   handle while it is mapped does not release it. CPU access through the mapping is
+ *   bracketed with DMA_BUF_IOCTL_SYNC.
  * - dmaBufVmap: one kernel mapping shared by its users (vmapping_counter); the last
  *   dmaBufVunmap gives it back. EINVAL without the op, or for a vunmap with no user.
  * - dmaBufIoctl(db, cmd, arg), magic 'b': SYNC (flags READ 1, WRITE 2, END 4; anything
@@ -19,7 +21,7 @@ import { EINVAL, ENOTTY } from "../abi/errno.js";
 import { type Address, addressOf, pageCount } from "../core/addr.js";
 import { DmaError, einval } from "../errors.js";
 import { parseProt, type Process, type ProtSpec } from "../mm/process.js";
-import { type DmaBuf, type DmaDataDirection, type IosysMap, dmaBufBeginCpuAccess, dmaBufEndCpuAccess } from "./dma-buf.js";
+import { type DmaBuf, type DmaDataDirection, type IosysMap, dmaBufBeginCpuAccess, dmaBufEndCpuAccess, dmaBufPut } from "./dma-buf.js";
 import { type DmaFence, dmaFenceContextAlloc, dmaFenceGetStub } from "./dma-fence.js";
 import { dmaFenceArrayCreate } from "./dma-fence-array.js";
 import { dmaFenceUnwrapForEach } from "./dma-fence-unwrap.js";
@@ -53,13 +55,23 @@ export class SyncFile {
 
 /** dmaBufMmap - dma_buf_mmap_internal: map [@offset, + @length) of @db into @proc, shared. */
 export function dmaBufMmap(db: DmaBuf, proc: Process, o: { length: Address; offset?: number; prot?: ProtSpec }): Address {
+  if (db.refs <= 0) throw einval("dmabuf", `${db.name} was released`);
   if (!db.ops.mmap) throw einval("dmabuf", `${db.name}: the exporter has no mmap`);
   const pages = pageCount(o.length, "length");
   const offset = o.offset ?? 0;
   if (!Number.isSafeInteger(offset) || offset < 0 || offset % 4096) throw einval("offset", `${offset} is not a page offset`);
   const pgoff = offset / 4096;
   if (pgoff + pages > db.size / 4096) throw einval("length", `pages [${pgoff}, ${pgoff + pages}) run past the buffer's ${db.size / 4096}`);
-  return addressOf(db.ops.mmap(db, proc, pgoff, pages, parseProt(o.prot)));
+  // The mapping holds a reference to the buffer's file (vma->vm_file), one per VMA: split
+  // and fork take one more, munmap and exit give theirs back.
+  const vmOps = { open: () => void db.refs++, close: () => dmaBufPut(db) };
+  db.refs++;
+  try {
+    return addressOf(db.ops.mmap(db, proc, pgoff, pages, parseProt(o.prot), vmOps));
+  } catch (e) {
+    db.refs--;
+    throw e;
+  }
 }
 
 /** dmaBufVmap - dma_buf_vmap: the buffer's kernel mapping (shared by every user). */

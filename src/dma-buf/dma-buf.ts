@@ -18,10 +18,11 @@
  * @module
  */
 import type { OwningDevice } from "../check/ownership.js";
-import { DmaError } from "../errors.js";
+import { DmaError, errnoName } from "../errors.js";
 import type { Kernel } from "../mm/kernel.js";
 import type { Prot } from "../mm/mprotect.js";
 import type { Process } from "../mm/process.js";
+import type { VmOperations } from "../mm/vma.js";
 import { type DmaResult, deviceDma } from "../iommu/dma-engine.js";
 import { IommuDevice } from "../iommu/iommu.js";
 import { type DmaResv, dmaResvInit, dmaResvLock, dmaResvUnlock, dmaResvUsageRw, dmaResvWaitTimeout } from "./dma-resv.js";
@@ -52,8 +53,11 @@ export interface DmaBufOps {
   endCpuAccess?(db: DmaBuf, dir: DmaDataDirection): number;
   /** (dmalab) The frames the buffer occupies now, for the checkers; absent: not tracked. */
   frames?(db: DmaBuf): number[];
-  /** Map pages [@pgoff, @pgoff + @pages) into @proc (dma_buf_mmap has checked the range); the first page mapped. */
-  mmap?(db: DmaBuf, proc: Process, pgoff: number, pages: number, prot: Prot): number;
+  /**
+   * Map pages [@pgoff, @pgoff + @pages) into @proc (dma_buf_mmap has checked the range), the
+   * VMA carrying @vmOps (the buffer's file reference); the first page mapped.
+   */
+  mmap?(db: DmaBuf, proc: Process, pgoff: number, pages: number, prot: Prot, vmOps: VmOperations): number;
   /** A kernel mapping of the whole buffer (struct iosys_map). */
   vmap?(db: DmaBuf): IosysMap;
   vunmap?(db: DmaBuf, map: IosysMap): void;
@@ -205,7 +209,7 @@ export function dmaBufDynamicAttach(db: DmaBuf, dev: OwningDevice, importerOps: 
       const prc = db.ops.pin!(a);
       if (prc) {
         db.ops.detach?.(db, a);
-        throw new DmaError("ENOMEM", `dmaBufAttach: the exporter could not pin the buffer (${prc})`, { arg: "dmabuf" });
+        throw new DmaError(prc < 0 ? errnoName(-prc) : "ENOMEM", `dmaBufAttach: the exporter could not pin the buffer (${prc})`, { arg: "dmabuf" });
       }
       a.pinned = true;
     } finally {

@@ -74,8 +74,9 @@ export class Camera {
     const db = a.dmabuf;
     if (a.sgt) throw new DmaError("EBUSY", `${this.dev.name}: buffer ${i} still holds a frame being captured`, { arg: "camera" });
     const sgt = dmaBufMapAttachment(a, "FROM_DEVICE");
-    dmaBufDeviceDma(a, true, { data: seq & 0xff });
-    if (!(this.dev instanceof IommuDevice)) this.#directWrite(i, seq & 0xff); // dma-direct: no DMA engine, the bytes land here
+    const byte = (seq + 1) & 0xff; // the sensor's frame: every byte its sequence number plus one
+    dmaBufDeviceDma(a, true, { data: byte });
+    if (!(this.dev instanceof IommuDevice)) this.#directWrite(i, byte); // dma-direct: no DMA engine, the bytes land here
     const fence = new DmaFence(this.kernel, { seqno: seq + 1, completesAt: this.kernel.clock.now + this.frameNs, onSignal: () => dmaBufUnmapAttachment(a, sgt, "FROM_DEVICE") });
     if (dmaResvLock(db.resv, null)) throw new DmaError("EDEADLK", "capture: the reservation lock is held", { arg: "camera" });
     try {

@@ -5,13 +5,14 @@
  * gets IOVAs from dmaMapSg (unmapped again by dmaUnmapSg); any other device is dma-direct and
  * sees a page at its physical address (consecutive frames merge into one segment).
  *
- * A fixed buffer can be mmapped (its pages inserted into the process, as the system heap's
- * mmap does); every buffer can be vmapped. A movable one has no mmap: its CPU mappings would
+ * A fixed buffer can be mmapped (remap_pfn_range of its pages, as the system heap's mmap
+ * does: a VM_PFNMAP mapping GUP cannot pin); every buffer can be vmapped. A movable one has no mmap: its CPU mappings would
  * have to be zapped on each move, which this exporter does not do.
  *
- * evict(): under the reservation lock, refused (EBUSY) while an attachment pins the buffer;
- * otherwise the dynamic importers are told (moveNotify), the bytes move to new frames, the
- * old ones are freed: a mapping kept past moveNotify now points at freed frames.
+ * evict(): under the reservation lock, refused (EBUSY) while an attachment pins the buffer
+ * or it is vmapped; otherwise the bytes are copied to new frames, the dynamic importers are
+ * told (moveNotify) and the old frames freed: a mapping kept past moveNotify now points at
+ * freed frames.
  * @module
  */
 import type { OwningDevice } from "../check/ownership.js";
@@ -22,7 +23,7 @@ import { dmaResvLock, dmaResvUnlock } from "../dma-buf/dma-resv.js";
 import { DmaError } from "../errors.js";
 import { framePageBytes, frameWrite } from "../mm/filemap.js";
 import type { Kernel } from "../mm/kernel.js";
-import { vmInsertPagesMmap } from "../mm/vm-insert.js";
+import { remapPfnPagesMmap } from "../mm/vm-insert.js";
 import { type DmaSegment, dmaMapSg, dmaUnmapSg } from "../iommu/dma-iommu.js";
 import { IommuDevice } from "../iommu/iommu.js";
 
@@ -66,7 +67,7 @@ export class HeapExporter {
       vmap: () => this.#vmap(),
       ...(o.movable
         ? { pin: () => (this.#pins++, 0), unpin: () => void this.#pins-- }
-        : { mmap: (_db, proc, pgoff, pages, prot) => vmInsertPagesMmap(proc, this.frames.slice(pgoff, pgoff + pages), prot, "dma_buf_mmap") }),
+        : { mmap: (_db, proc, pgoff, pages, prot, vmOps) => remapPfnPagesMmap(proc, this.frames.slice(pgoff, pgoff + pages), prot, "dma_buf_mmap", vmOps) }),
     };
     this.dmabuf = dmaBufExport(k, { ops, size: o.pages * 4096, priv: this, name: o.name ?? "system-heap buffer", coherent: o.coherent ?? false });
   }
@@ -108,15 +109,24 @@ export class HeapExporter {
     if (rc) throw new DmaError("EDEADLK", "heap evict: reservation lock", { arg: "dmabuf" });
     try {
       if (dmaBufPinned(db) || this.#pins > 0) throw new DmaError("EBUSY", `${db.name}: pinned by an importer, it cannot move`, { arg: "dmabuf" });
-      dmaBufMoveNotify(db);
+      if (db.vmappingCounter > 0) throw new DmaError("EBUSY", `${db.name}: vmapped, it cannot move`, { arg: "dmabuf" });
+      // The new frames are taken and filled before anyone is told: a failed move changes nothing.
       const k = this.kernel;
-      this.frames = this.frames.map((old) => {
-        const n = k.phys.allocPages(0, { gfp: "HIGHUSER_MOVABLE" });
-        frameWrite(k, n, 0, framePageBytes(k, old));
-        k.clock.advance(k.costs.pageCopy.ns);
-        k.folioRef(old, -1);
-        return n;
-      });
+      const fresh: number[] = [];
+      try {
+        for (const old of this.frames) {
+          const n = k.phys.allocPages(0, { gfp: "HIGHUSER_MOVABLE" });
+          fresh.push(n);
+          frameWrite(k, n, 0, framePageBytes(k, old));
+        }
+      } catch (e) {
+        for (const n of fresh) k.folioRef(n, -1);
+        throw e;
+      }
+      k.clock.advance(fresh.length * k.costs.pageCopy.ns);
+      dmaBufMoveNotify(db);
+      for (const old of this.frames) k.folioRef(old, -1);
+      this.frames = fresh;
       this.stats.moves++;
     } finally {
       dmaResvUnlock(db.resv);

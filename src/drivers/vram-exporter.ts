@@ -6,8 +6,10 @@
  * - attach: an importer that asked for peer-to-peer keeps it only if it is a device on the
  *   same fabric at a supported P2P distance (amdgpu_dma_buf_attach clears attach->peer2peer
  *   when pci_p2pdma_distance < 0).
- * - pin (a static importer, or dmaBufPin): the buffer is pinned where every pinned importer
- *   can reach it, so a pin without peer2peer first moves it to system memory.
+ * - pin (a static importer, or dmaBufPin): the buffer is pinned where every attached
+ *   importer can reach it (amdgpu_dma_buf_pin): VRAM only if all of them are peer-to-peer,
+ *   else system memory, moving it there first. A buffer already pinned where the new pin
+ *   does not allow stays put and the pin is -EINVAL (amdgpu_bo_pin).
  * - map: an importer without peer2peer needs the buffer in system memory: the map moves it
  *   there first (telling the other dynamic importers), as TTM validation into GTT does. Then
  *   the table comes from the DMA API for the importer: VRAM pages map by P2P type (a bus
@@ -21,6 +23,7 @@ import {
   dmaBufPinned,
 } from "../dma-buf/dma-buf.js";
 import { dmaResvLock, dmaResvUnlock } from "../dma-buf/dma-resv.js";
+import { EINVAL } from "../abi/errno.js";
 import { DmaError, einval } from "../errors.js";
 import { type DmaSegment, dmaMapSg, dmaUnmapSg } from "../iommu/dma-iommu.js";
 import { IommuDevice } from "../iommu/iommu.js";
@@ -51,6 +54,7 @@ export class VramExporter {
   frames: number[];
   readonly stats = { maps: 0, moves: 0, p2pMaps: 0 };
   readonly #segs = new WeakMap<SgTable, { dev: IommuDevice; segs: DmaSegment[] }>();
+  #pins = 0;
 
   constructor(k: Kernel, o: VramExporterOptions) {
     this.kernel = k;
@@ -67,7 +71,7 @@ export class VramExporter {
     const ops: DmaBufOps = {
       attach: (_db, a) => this.#attach(a),
       pin: (a) => this.#pin(a),
-      unpin: () => {},
+      unpin: () => void this.#pins--,
       mapDmaBuf: (a, dir) => this.#map(a, dir),
       unmapDmaBuf: (_a, sgt, dir) => {
         const s = this.#segs.get(sgt);
@@ -93,7 +97,12 @@ export class VramExporter {
   }
 
   #pin(a: DmaBufAttachment): number {
-    if (this.placement === "vram" && !a.peer2peer) this.#move("gtt");
+    const vramOk = a.peer2peer && this.dmabuf.attachments.every((x) => x.peer2peer);
+    if (this.placement === "vram" && !vramOk) {
+      if (this.#pins > 0) return -EINVAL;
+      this.#move("gtt");
+    }
+    this.#pins++;
     return 0;
   }
 
@@ -114,7 +123,11 @@ export class VramExporter {
     return sgt;
   }
 
-  /** Move the buffer to @to: moveNotify to the dynamic importers, copy, free the old frames. Lock held. */
+  /**
+   * Move the buffer to @to (the lock held): the new frames are taken and filled first, so a
+   * move that fails (no VRAM, no memory) changes nothing and tells nobody; then moveNotify
+   * to the dynamic importers, and the old frames go.
+   */
   #move(to: Placement): void {
     if (this.placement === to) return;
     const k = this.kernel;
@@ -124,7 +137,7 @@ export class VramExporter {
       try {
         for (let i = 0; i < this.frames.length; i++) fresh.push(k.phys.allocPages(0, { gfp: "HIGHUSER_MOVABLE" }));
       } catch (e) {
-        for (const pfn of fresh) k.folioRef(pfn, -1);
+        this.#free("gtt", fresh);
         throw e;
       }
     } else {
@@ -132,25 +145,29 @@ export class VramExporter {
       if (at === null) throw new DmaError("ENOMEM", `${this.pci.name}: no ${this.frames.length} pages of VRAM free`, { arg: "dmabuf" });
       fresh = this.frames.map((_, i) => at / 4096 + i);
     }
+    try {
+      fresh.forEach((pfn, i) => frameWrite(k, pfn, 0, framePageBytes(k, this.frames[i]!)));
+    } catch (e) {
+      this.#free(to, fresh);
+      throw e;
+    }
+    k.clock.advance(fresh.length * k.costs.pageCopy.ns);
     dmaBufMoveNotify(this.dmabuf);
-    fresh.forEach((pfn, i) => {
-      frameWrite(k, pfn, 0, framePageBytes(k, this.frames[i]!));
-      k.clock.advance(k.costs.pageCopy.ns);
-    });
-    this.#free();
+    this.#free(this.placement, this.frames);
     this.frames = fresh;
     this.placement = to;
     this.stats.moves++;
   }
 
-  #free(): void {
+  #free(where: Placement, frames: number[]): void {
     const k = this.kernel;
-    if (this.placement === "vram") pciFreeP2pmem(k, this.pci, this.frames[0]! * 4096, this.frames.length * 4096);
-    else for (const pfn of this.frames) k.folioRef(pfn, -1);
+    if (!frames.length) return;
+    if (where === "vram") pciFreeP2pmem(k, this.pci, frames[0]! * 4096, frames.length * 4096);
+    else for (const pfn of frames) k.folioRef(pfn, -1);
   }
 
   #release(): void {
-    this.#free();
+    this.#free(this.placement, this.frames);
     this.frames = [];
   }
 

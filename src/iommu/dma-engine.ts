@@ -282,11 +282,12 @@ function runBatch(
       r.mmio = stopPa;
       outcome = "mmio";
     } else if (status === IO.IODS_P2P) {
-      // A translated address in a peer's BAR: the root complex forwards it or refuses it.
-      const m = p2pdmaPagemapOf(k, Math.floor(stopPa / 4096))!;
-      r.peer ??= m.provider.name;
+      // A translated address in a peer's BAR: the root complex forwards it or refuses it. A
+      // P2PDMA frame no BAR range claims (the rest of a provider's block) decodes to nothing.
+      const m = p2pdmaPagemapOf(k, Math.floor(stopPa / 4096));
+      if (m) r.peer ??= m.provider.name;
       const pci = op.dev.pci;
-      if (pci && pci.topology === m.provider.topology && hostBridgesForwardP2p(pci.topology, m.provider, pci)) {
+      if (m && pci && pci.topology === m.provider.topology && hostBridgesForwardP2p(pci.topology, m.provider, pci)) {
         st.windows.set(i, [m.pfn, m.pfn + m.pages]);
         again.push(i);
         outcome = "p2p";

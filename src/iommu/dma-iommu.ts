@@ -5,7 +5,9 @@
  *
  * - IOVAs come from the domain's IovaDomain: below 4 GiB first for a device whose mask is
  *   wider (the "SAC" trick), then up to the mask; sizes under 32 pages rounded up to a
- *   power of two so the range caches can hand them back.
+ *   power of two so the range caches can hand them back. The windows of a PCIe device's
+ *   host bridge are reserved first (iova_reserve_pci_windows): a switch would route an IOVA
+ *   inside one to a peer instead of the IOMMU.
  * - Strict domains ("dma") unmap and sync the IOTLB and the ATCs before returning, then free
  *   the IOVA. Lazy domains ("dma-fq") clear the entries and queue the IOVA on the flush
  *   queue; the queue is flushed (one domain-wide IOTLB + ATC invalidation) when it holds
@@ -25,6 +27,7 @@ import { hex } from "../core/addr.js";
 import type { DmaDataDirection } from "../dma-buf/dma-buf.js";
 import { DmaError, einval } from "../errors.js";
 import type { IommuDevice } from "./iommu.js";
+import type { PciDev } from "../pci/topology.js";
 import { p2pdmaPagemapOf, type PciP2pdmaPagemap } from "../pci/p2pmem.js";
 import { pciP2pdmaMapType, type PciP2pdmaMapType } from "../pci/p2pdma.js";
 import { IOMMU_MMIO, IOMMU_READ, IOMMU_WRITE, type IommuDomain, iommuFlushIotlbAll, iommuMap, iommuUnmap, iommuUnmapFast } from "./iommu-domain.js";
@@ -53,6 +56,8 @@ interface FqEntry {
 /** The DMA API's state of a DMA domain (iommu_dma_cookie). */
 export class DmaCookie {
   readonly iovad = new IovaDomain(1);
+  /** Host bridges whose windows the IOVA space keeps clear (iova_reserve_pci_windows). */
+  readonly reservedBridges = new Set<PciDev>();
   readonly mappings = new Map<number, DmaMapping>();
   fq: FqEntry[] = [];
   fqStart = 0;
@@ -81,6 +86,13 @@ function dmaDomain(dev: IommuDevice): IommuDomain | null {
 /** iommu_dma_alloc_iova: pages rounded for the rcache, below 4 GiB first, then up to the mask and aperture. */
 function allocIova(d: IommuDomain, dev: IommuDevice, pages: number): [number, number] {
   const c = cookie(d);
+  const hb = dev.pci?.hostBridge;
+  if (hb && !c.reservedBridges.has(hb)) {
+    // iova_reserve_pci_windows: an IOVA inside a bridge window would be claimed on the way
+    // up by a switch or port whose window holds it, and never reach the IOMMU.
+    for (const [lo, hi] of [hb.window, hb.prefWindow]) if (hi > lo) c.iovad.reserveIova(Math.floor(lo / 4096), Math.floor((hi - 1) / 4096));
+    c.reservedBridges.add(hb);
+  }
   const len = pages < 2 ** (IOVA_RANGE_CACHE_MAX_SIZE - 1) ? 2 ** orderBase2(pages) : pages;
   const limit = Math.min(2 ** dev.dmaMaskBits - 1, d.aperture[1]);
   const limitPfn = Math.floor(limit / 4096);

@@ -92,6 +92,27 @@ export class IovaDomain {
     return 0;
   }
 
+  /**
+   * reserveIova - reserve_iova: keep pages [@lo, @hi] (inclusive) from ever being handed
+   * out; the parts already allocated or reserved stay as they are.
+   */
+  reserveIova(lo: number, hi: number): void {
+    let at = Math.max(lo, this.startPfn);
+    for (const r of [...this.#ranges]) {
+      if (r[1] < at) continue;
+      if (r[0] > hi) break;
+      if (r[0] > at) this.#insert([at, r[0] - 1]);
+      at = r[1] + 1;
+    }
+    if (at <= hi) this.#insert([at, hi]);
+  }
+
+  #insert(r: [number, number]): void {
+    let i = this.#ranges.length;
+    while (i > 0 && this.#ranges[i - 1]![0] > r[0]) i--;
+    this.#ranges.splice(i, 0, r);
+  }
+
   /** freeIova - give the range starting at @pfn back to the tree. */
   freeIova(pfn: number): boolean {
     const i = this.#find(pfn);

@@ -14,7 +14,7 @@ import { flushTlbMmRange } from "./tlbflush.js";
 import { mergeAround, splitAround, vmaLink, vmaUnlink } from "./vma-ops.js";
 import {
   VM_DONTEXPAND, VM_EXEC, VM_HUGEPAGE, VM_IO, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE,
-  VM_MIXEDMAP, VM_PFNMAP, VM_READ, VM_SHARED, VM_WRITE, Vma, type VmaKind,
+  VM_MIXEDMAP, VM_PFNMAP, VM_READ, VM_SHARED, VM_WRITE, Vma, type VmaKind, type VmOperations,
 } from "./vma.js";
 import { withInvalidation } from "../notifier/mmu-notifier.js";
 import { devicePagePut, pagemapOf } from "../hmm/memremap.js";
@@ -35,6 +35,8 @@ export interface MmapRequest {
   pgoff: number;
   /** Device frames for a VM_PFNMAP mapping. */
   pfn: number | null;
+  /** The driver's vm_ops (set before the VMA can merge). */
+  ops?: VmOperations | null;
 }
 
 /** The VM_* flags of a new mapping (calc_vm_prot_bits + calc_vm_flag_bits + may-bits). */
@@ -95,8 +97,10 @@ export function doMmap(mm: MmStruct, r: MmapRequest, local = -1): number {
   const v = new Vma(mm, start, start + r.pages, vmFlagsOf(r), r.kind, r.kind === "anon" ? start % 2 ** 32 : r.pgoff);
   v.file = r.file;
   v.pfn = r.pfn;
-  if (r.kind === "device") {
+  v.ops = r.ops ?? null;
+  if (r.kind === "device" && r.pfn !== null) {
     // remap_pfn_range: the frames are mapped now, special (no struct page), no faults later.
+    // (Without r.pfn the driver maps its own frames: remapPfnPagesMmap.)
     let lo = X.PTE_US | X.PTE_A | X.PTE_SOFTW1 | (r.prot.write ? X.PTE_RW | X.PTE_D : 0) | X.PTE_PCD;
     const hi = r.prot.exec ? 0 : 1 << (X.PTE_BIT_NX - 32);
     lo >>>= 0;

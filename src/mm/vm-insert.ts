@@ -1,29 +1,33 @@
 /**
- * vm_insert_pages for a driver's mmap: a new shared mapping of @pfns, filled at once (no
- * fault handler: a page zapped later is SIGBUS), as p2pmem_alloc_mmap and a dma-buf
- * exporter's mmap do with vm_insert_page.
+ * A driver's mmap, filled at once (no fault handler: a page zapped later is SIGBUS), the two
+ * ways drivers do it:
  *
- * Each page is a normal entry (not special: GUP and rmap see a struct page) with a
- * reference and a mapcount of its own, counted in the file RSS; the VMA is VM_SHARED and
- * VM_MIXEDMAP, so fork copies the entries and munmap puts the references back.
+ * - vmInsertPagesMmap (vm_insert_page, as p2pmem_alloc_mmap): each page is a normal entry
+ *   (GUP and rmap see a struct page) with a reference and a mapcount of its own, counted
+ *   in the file RSS, in a VM_SHARED | VM_MIXEDMAP VMA; fork copies the entries and munmap
+ *   puts the references back.
+ * - remapPfnPagesMmap (remap_pfn_range, as the dma-buf system heap's mmap): special entries
+ *   in a VM_IO | VM_PFNMAP VMA, no reference, no mapcount: GUP refuses them (EFAULT).
+ * Both take the driver's vm_ops (open/close), set before the VMA could merge.
  * @module
  */
 import * as X from "../abi/x86.js";
 import { doMmap, doMunmap } from "./mmap.js";
 import type { Prot } from "./mprotect.js";
 import type { Process } from "./process.js";
+import type { VmOperations } from "./vma.js";
 
 /**
  * vmInsertPagesMmap - map @pfns (in order) into a new shared mapping of @proc with @prot;
  * returns its first page. ENOMEM when the address space has no room; nothing stays mapped
  * or referenced on failure.
  */
-export function vmInsertPagesMmap(proc: Process, pfns: readonly number[], prot: Prot, who: string): number {
+export function vmInsertPagesMmap(proc: Process, pfns: readonly number[], prot: Prot, who: string, ops: VmOperations | null = null): number {
   const k = proc.kernel;
   const mm = proc.mm;
   const pages = pfns.length;
   return mm.mmapLock.with("write", `pid ${proc.pid} ${who}`, () => {
-    const at = doMmap(mm, { addr: null, pages, prot, shared: true, fixed: false, noreplace: false, hugepage: false, kind: "mixedmap", file: null, pgoff: 0, pfn: null }, proc.cpu.index);
+    const at = doMmap(mm, { addr: null, pages, prot, shared: true, fixed: false, noreplace: false, hugepage: false, kind: "mixedmap", file: null, pgoff: 0, pfn: null, ops }, proc.cpu.index);
     const lo = (X.PTE_US | X.PTE_A | (prot.write ? X.PTE_RW | X.PTE_D : 0)) >>> 0;
     const hi = prot.exec ? 0 : 1 << (X.PTE_BIT_NX - 32);
     // One table call per run of consecutive frames; a run's references are taken before
@@ -48,6 +52,34 @@ export function vmInsertPagesMmap(proc: Process, pfns: readonly number[], prot: 
         throw e;
       }
       mm.rss.file += n;
+      i += n;
+    }
+    return at;
+  });
+}
+
+/**
+ * remapPfnPagesMmap - map @pfns (in order) into a new shared VM_PFNMAP mapping of @proc with
+ * @prot, special entries with no struct-page accounting; returns its first page. ENOMEM when
+ * the address space has no room; nothing stays mapped on failure.
+ */
+export function remapPfnPagesMmap(proc: Process, pfns: readonly number[], prot: Prot, who: string, ops: VmOperations | null = null): number {
+  const k = proc.kernel;
+  const mm = proc.mm;
+  const pages = pfns.length;
+  return mm.mmapLock.with("write", `pid ${proc.pid} ${who}`, () => {
+    const at = doMmap(mm, { addr: null, pages, prot, shared: true, fixed: false, noreplace: false, hugepage: false, kind: "device", file: null, pgoff: 0, pfn: null, ops }, proc.cpu.index);
+    const lo = (X.PTE_US | X.PTE_A | X.PTE_SOFTW1 | (prot.write ? X.PTE_RW | X.PTE_D : 0)) >>> 0;
+    const hi = prot.exec ? 0 : 1 << (X.PTE_BIT_NX - 32);
+    for (let i = 0; i < pages; ) {
+      let n = 1;
+      while (i + n < pages && pfns[i + n] === pfns[i]! + n) n++;
+      try {
+        k.check(k.core.x.ptMap(mm.pgd.pfn, at + i, n, pfns[i]!, lo, hi, 1), who);
+      } catch (e) {
+        doMunmap(mm, at, pages, proc.cpu.index); // special entries: nothing to give back
+        throw e;
+      }
       i += n;
     }
     return at;

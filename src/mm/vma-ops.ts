@@ -20,6 +20,7 @@ export function vmaLink(mm: MmStruct, v: Vma): void {
  */
 export function vmaUnlink(mm: MmStruct, v: Vma): void {
   mm.vmas.remove(v);
+  v.ops?.close?.(v);
   v.anonVma?.unlink(v);
   const f = v.file;
   if (!f) return;

@@ -32,6 +32,16 @@ export const VM_NOHUGEPAGE = 0x40000000;
  */
 export type VmaKind = "anon" | "file" | "shmem" | "dax" | "device" | "mixedmap";
 
+/**
+ * struct vm_operations_struct, the hooks a driver's mapping needs here: open when the VMA is
+ * duplicated (split, fork), close when one goes away (munmap, exit). A VMA with close never
+ * merges (is_mergeable_vma).
+ */
+export interface VmOperations {
+  open?(v: Vma): void;
+  close?(v: Vma): void;
+}
+
 /** Flags a VMA merge must agree on (vm_flags minus the accounting bits). */
 const MERGE_MASK = ~0;
 
@@ -53,6 +63,8 @@ export class Vma {
   anonVma: AnonVma | null;
   /** Device frames behind a VM_PFNMAP mapping: the frame of page `start`. */
   pfn: number | null;
+  /** vm_ops: a driver's open/close, or null. */
+  ops: VmOperations | null = null;
 
   constructor(mm: MmStruct, start: number, end: number, flags: number, kind: VmaKind, pgoff: number) {
     this.mm = mm;
@@ -96,6 +108,8 @@ export class Vma {
     v.file = this.file;
     v.anonVma = this.anonVma;
     v.pfn = this.pfn === null ? null : this.pfn + (start - this.start);
+    v.ops = this.ops;
+    this.ops?.open?.(v);
     return v;
   }
 
@@ -103,6 +117,7 @@ export class Vma {
   canMergeWith(next: Vma): boolean {
     return (
       this.end === next.start &&
+      !this.ops?.close && !next.ops?.close &&
       (this.flags & MERGE_MASK) === (next.flags & MERGE_MASK) &&
       this.kind === next.kind &&
       this.file === next.file &&

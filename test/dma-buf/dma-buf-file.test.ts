@@ -6,7 +6,8 @@
  */
 import { describe, expect, it } from "vitest";
 import { EINVAL, ENOTTY } from "../../src/abi/errno.js";
-import { dmaBufBeginCpuAccess, dmaBufEndCpuAccess } from "../../src/dma-buf/dma-buf.js";
+import { dmaBufBeginCpuAccess, dmaBufEndCpuAccess, dmaBufPut } from "../../src/dma-buf/dma-buf.js";
+import { pinUserPages } from "../../src/index.js";
 import {
   DMA_BUF_IOCTL_EXPORT_SYNC_FILE, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, DMA_BUF_IOCTL_SYNC, DMA_BUF_SET_NAME_B, DMA_BUF_SYNC_END,
   DMA_BUF_SYNC_READ, DMA_BUF_SYNC_RW, DMA_BUF_SYNC_WRITE, dmaBufIoctl, dmaBufMmap, dmaBufVmap, dmaBufVunmap, SyncFile,
@@ -33,20 +34,42 @@ function addFence(db: HeapExporter["dmabuf"], f: DmaFence, usage: number): void 
 }
 
 describe("dma-buf mmap and vmap", () => {
-  it("mmap maps the buffer's own pages; a range past the end is EINVAL; a movable buffer has no mmap", async () => {
+  it("mmap maps the buffer's own pages (remap_pfn_range: GUP cannot pin them); a range past the end is EINVAL; a movable buffer has no mmap", async () => {
     const { m, heap, db } = await setup();
     const p = m.spawn();
     expect(code(() => dmaBufMmap(db, p, { length: 4096, offset: 4 * 4096 }))).toBe("EINVAL:length");
     expect(code(() => dmaBufMmap(db, p, { length: 3 * 4096, offset: 2 * 4096 }))).toBe("EINVAL:length");
+    expect(db.refs).toBe(1); // the failed calls took no reference
     const va = Number(dmaBufMmap(db, p, { length: 2 * 4096, offset: 4096 }));
     expect([pfnAt(p, va), pfnAt(p, va + 4096)]).toEqual([heap.frames[1], heap.frames[2]]);
-    expect(m.page(heap.frames[1]!)).toMatchObject({ refcount: 2, mapcount: 1 });
+    expect(m.page(heap.frames[1]!)).toMatchObject({ refcount: 1, mapcount: 0 }); // special entries
     p.write(va, new Uint8Array([7, 8, 9]));
     expect(m.phys.read(heap.frames[1]! * 4096, 3)).toEqual(new Uint8Array([7, 8, 9]));
+    expect(code(() => pinUserPages(p, va, 1, {}, [0]))).toBe("EFAULT:start"); // VM_PFNMAP
     p.munmap(va, 2 * 4096);
     expect(m.page(heap.frames[1]!)).toMatchObject({ refcount: 1, mapcount: 0 });
+    expect(db.refs).toBe(1);
     const moving = await setup({ movable: true });
     expect(code(() => dmaBufMmap(moving.db, moving.m.spawn(), { length: 4096 }))).toBe("EINVAL:dmabuf");
+  });
+
+  it("each mapping holds the buffer: closing the last handle while mapped releases nothing; split and fork take references, munmap and exit give them back", async () => {
+    const { m, heap, db } = await setup();
+    const p = m.spawn();
+    const va = Number(dmaBufMmap(db, p, { length: 4 * 4096 }));
+    expect(db.refs).toBe(2);
+    p.mprotect(va, 4096, "r"); // splits the VMA: two VMAs, two references
+    expect(db.refs).toBe(3);
+    const child = p.fork();
+    expect(db.refs).toBe(5);
+    child.exit();
+    expect(db.refs).toBe(3);
+    dmaBufPut(db); // the exporter's handle goes: the mappings still hold the buffer
+    expect(heap.frames.length).toBe(4);
+    p.munmap(va, 4 * 4096);
+    expect(db.refs).toBe(0);
+    expect(heap.frames).toEqual([]); // released with the last mapping
+    expect(code(() => dmaBufMmap(db, p, { length: 4096 }))).toBe("EINVAL:dmabuf");
   });
 
   it("vmap is shared by its users and given back by the last vunmap", async () => {
@@ -61,6 +84,15 @@ describe("dma-buf mmap and vmap", () => {
     dmaBufVunmap(db, b);
     expect(code(() => dmaBufVunmap(db, a))).toBe("EINVAL:dmabuf");
     expect(dmaBufVmap(db).vaddr).not.toBe(a.vaddr); // a new mapping
+  });
+
+  it("a vmapped movable buffer cannot be evicted (its kernel mapping would point at freed frames)", async () => {
+    const { db, heap } = await setup({ movable: true });
+    const map = dmaBufVmap(db);
+    expect(code(() => heap.evict())).toBe("EBUSY:dmabuf");
+    dmaBufVunmap(db, map);
+    heap.evict();
+    expect(heap.stats.moves).toBe(1);
   });
 });
 

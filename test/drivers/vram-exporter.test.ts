@@ -5,8 +5,9 @@
  */
 import { describe, expect, it } from "vitest";
 import {
-  type DmaBufAttachment, dmaBufAttach, dmaBufDeviceDma, dmaBufDynamicAttach, dmaBufUnmapAttachment,
+  type DmaBufAttachment, dmaBufAttach, dmaBufDeviceDma, dmaBufDynamicAttach, dmaBufPin, dmaBufUnmapAttachment,
 } from "../../src/dma-buf/dma-buf.js";
+import { dmaResvLock, dmaResvUnlock } from "../../src/dma-buf/dma-resv.js";
 import { VramExporter } from "../../src/drivers/vram-exporter.js";
 import { isPciP2pdmaPage, PciTopology, type TopologySpec } from "../../src/index.js";
 import { smallMachine } from "../helpers.js";
@@ -129,5 +130,47 @@ describe("VRAM export with P2P attachments", () => {
     expect([vram.placement, log]).toEqual(["vram", ["nic0", "nic0"]]);
     const back = mapLocked(a);
     expect(dmaBufDeviceDma(a, false, { sgt: back })!.flatMap((x) => [...x.data]).every((b) => b === 0x13)).toBe(true);
+  });
+
+  it("a buffer pinned in VRAM stays there: a pin that needs system memory is EINVAL (amdgpu_bo_pin) and nothing moves", async () => {
+    const { vram, db, nic0, nic1 } = await setup();
+    const log: string[] = [];
+    const p2p = dmaBufDynamicAttach(db, nic0, importer(log));
+    dmaResvLock(db.resv, null);
+    expect(dmaBufPin(p2p)).toBe(0);
+    dmaResvUnlock(db.resv);
+    const sgt = mapLocked(p2p);
+    expect(vram.placement).toBe("vram");
+    expect(caught(() => dmaBufAttach(db, nic1)).code).toBe("EINVAL"); // static, unreachable: must pin in system memory
+    expect([vram.placement, log, p2p.sgt]).toEqual(["vram", [], sgt]);
+    expect(db.attachments).toEqual([p2p]);
+  });
+
+  it("a move that fails (no memory for the copy) changes nothing and tells nobody", async () => {
+    const m = await smallMachine({
+      memory: { normal: "64MiB", movable: "16MiB", cma: "8MiB", p2pdma: "32MiB" }, backing: { max: "1MiB" },
+      iommu: { devices: 8 }, check: { callSites: false },
+    });
+    const t = new PciTopology(spec());
+    const gpu = m.iommu.iommuProbeDevice("gpu0", { pci: t.dev("gpu0") });
+    const vram = new VramExporter(m.kernel, { gpu, pages: 4, bar: 1 });
+    const log: string[] = [];
+    dmaBufDynamicAttach(vram.dmabuf, m.iommu.iommuProbeDevice("nic0", { pci: t.dev("nic0") }), importer(log));
+    // Fill the backing pool so the copy of the buffer's (written) pages finds no slot.
+    for (const pfn of vram.frames) m.phys.write(pfn * 4096, new Uint8Array([1]));
+    const hog: number[] = [];
+    try {
+      for (;;) {
+        const pfn = m.phys.allocPages(0);
+        hog.push(pfn);
+        m.phys.write(pfn * 4096, new Uint8Array([1]));
+      }
+    } catch {
+      // the pool (or memory) is full
+    }
+    const free = m.phys.nrFreePages();
+    const frames = [...vram.frames];
+    expect(caught(() => vram.evict()).code).toBe("ENOMEM");
+    expect([vram.placement, vram.frames, log, m.phys.nrFreePages()]).toEqual(["vram", frames, [], free]);
   });
 });
