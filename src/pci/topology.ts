@@ -16,13 +16,21 @@
  *   - Addresses are then handed out top down from the host bridge's apertures.
  * - A description that cannot be laid out is EINVAL naming the field: a duplicate name, a BAR
  *   that is not a power of two of at least 4 KiB, an aperture too small.
+ * - A host bridge whose BARs carry firmware addresses (`start`) is claimed instead of laid
+ *   out (setup-res.ts): overlapping or misaligned BARs are EINVAL there.
  * @module
  */
 import { DmaError } from "../errors.js";
+import { barsBelow, claimBars, highPref } from "./setup-res.js";
 
 export interface BarSpec {
   /** Bytes: a power of two, at least 4 KiB. */
   size: number;
+  /**
+   * The bus address the firmware assigned (a fabric described as booted): then every BAR
+   * under the host bridge gives one, and the description is checked instead of laid out.
+   */
+  start?: number;
   prefetchable?: boolean;
   /** A 64-bit BAR (prefetchable ones may be placed above 4 GiB). */
   bits64?: boolean;
@@ -77,6 +85,9 @@ export type PciKind = "hostBridge" | "rootPort" | "switchUpstream" | "switchDown
 export interface Bar {
   index: number;
   start: number;
+  /** Where it was described (for errors), and whether the firmware fixed its address. */
+  path: string;
+  fixed: boolean;
   size: number;
   prefetchable: boolean;
   bits64: boolean;
@@ -177,7 +188,10 @@ export class PciTopology {
       this.#below(port, rp.child, next, `${path}.rootPorts[${i}].child`);
     });
     root.subordinate = next.bus - 1;
-    assignBars(root, hb.mem32 ?? [0xc000_0000, 0xfe00_0000], hb.mem64 ?? [0x40_0000_0000, 0x80_0000_0000], path);
+    const mem32 = hb.mem32 ?? [0xc000_0000, 0xfe00_0000];
+    const mem64 = hb.mem64 ?? [0x40_0000_0000, 0x80_0000_0000];
+    if (barsBelow(root).some((b) => b.fixed)) claimBars(root, mem32, mem64);
+    else assignBars(root, mem32, mem64, path);
     return root;
   }
 
@@ -196,7 +210,8 @@ export class PciTopology {
         if (!Number.isSafeInteger(b?.size) || b.size < 4096 || (b.size & (b.size - 1)) !== 0) {
           throw new DmaError("EINVAL", `topology: ${path}.bars[${i}].size ${b?.size} is not a power of two of at least 4 KiB`, { arg: `${path}.bars[${i}].size` });
         }
-        ep.bars.push({ index: i, start: 0, size: b.size, prefetchable: !!b.prefetchable, bits64: !!b.bits64 });
+        const fixed = b.start !== undefined;
+        ep.bars.push({ index: i, start: fixed ? b.start! : 0, size: b.size, prefetchable: !!b.prefetchable, bits64: !!b.bits64, path: `${path}.bars[${i}]`, fixed });
       });
     } else if (child?.kind === "switch") {
       const usp = this.#add(new PciDev(child.name, "switchUpstream", port), path);
@@ -222,8 +237,6 @@ export class PciTopology {
 
 const MiB = 1 << 20;
 
-/** A BAR for the 64-bit prefetchable window (prefetchable and 64-bit); the rest go below 4 GiB. */
-const highPref = (b: Bar): boolean => b.prefetchable && b.bits64;
 const alignUp = (x: number, a: number) => Math.ceil(x / a) * a;
 
 interface Need {
