@@ -134,7 +134,7 @@ export class HeapExporter {
   }
 }
 
-/** A device (its name and coherency domain) for attachments, until PCI devices exist. */
+/** A dma-direct device (its name and coherency domain) for attachments: one not behind the IOMMU (an IommuDevice is the other kind). */
 export function dmaDevice(name: string, coherencyDomain?: string): OwningDevice {
   return coherencyDomain === undefined ? { name } : { name, coherencyDomain };
 }
