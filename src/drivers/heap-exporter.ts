@@ -24,8 +24,7 @@ import { DmaError } from "../errors.js";
 import { framePageBytes, frameWrite } from "../mm/filemap.js";
 import type { Kernel } from "../mm/kernel.js";
 import { remapPfnPagesMmap } from "../mm/vm-insert.js";
-import { type DmaSegment, dmaMapSg, dmaUnmapSg } from "../iommu/dma-iommu.js";
-import { IommuDevice } from "../iommu/iommu.js";
+import { mapFramesSg, unmapFramesSg } from "./sg-map.js";
 
 export interface HeapExporterOptions {
   pages: number;
@@ -47,8 +46,6 @@ export class HeapExporter {
   frames: number[];
   readonly stats = { maps: 0, moves: 0 };
   #pins = 0;
-  /** The DMA API's segments behind each table handed to an IOMMU device. */
-  readonly #segs = new WeakMap<SgTable, DmaSegment[]>();
 
   constructor(k: Kernel, o: HeapExporterOptions) {
     this.kernel = k;
@@ -56,10 +53,7 @@ export class HeapExporter {
     this.frames = Array.from({ length: o.pages }, () => k.phys.allocPages(0, { gfp: "HIGHUSER_MOVABLE" }));
     const ops: DmaBufOps = {
       mapDmaBuf: (a, dir) => this.#map(a, dir),
-      unmapDmaBuf: (a, sgt, dir) => {
-        const segs = this.#segs.get(sgt);
-        if (segs && a.dev instanceof IommuDevice) dmaUnmapSg(a.dev, segs, dir);
-      },
+      unmapDmaBuf: (_a, sgt, dir) => unmapFramesSg(sgt, dir),
       release: () => this.#release(),
       beginCpuAccess: () => 0,
       endCpuAccess: () => 0,
@@ -74,19 +68,7 @@ export class HeapExporter {
 
   #map(a: DmaBufAttachment, dir: DmaDataDirection): SgTable {
     this.stats.maps++;
-    if (a.dev instanceof IommuDevice) {
-      const segs = dmaMapSg(a.dev, this.frames.map((pfn) => ({ pfn, offset: 0, length: 4096 })), dir);
-      const sgt: SgTable = { entries: segs.map((s) => ({ dmaAddress: s.dmaAddress, length: s.dmaLength })) };
-      this.#segs.set(sgt, segs);
-      return sgt;
-    }
-    const entries: { dmaAddress: number; length: number }[] = [];
-    for (const pfn of this.frames) {
-      const last = entries[entries.length - 1];
-      if (last && last.dmaAddress + last.length === pfn * 4096) last.length += 4096;
-      else entries.push({ dmaAddress: pfn * 4096, length: 4096 });
-    }
-    return { entries };
+    return mapFramesSg(a.dev, this.frames, dir);
   }
 
   /** A kernel mapping (vmap of the pages): an address in the vmalloc area, the frames behind it. */

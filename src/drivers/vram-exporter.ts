@@ -25,7 +25,7 @@ import {
 import { dmaResvLock, dmaResvUnlock } from "../dma-buf/dma-resv.js";
 import { EINVAL } from "../abi/errno.js";
 import { DmaError, einval } from "../errors.js";
-import { type DmaSegment, dmaMapSg, dmaUnmapSg } from "../iommu/dma-iommu.js";
+import { mapFramesSg, unmapFramesSg } from "./sg-map.js";
 import { IommuDevice } from "../iommu/iommu.js";
 import { framePageBytes, frameWrite } from "../mm/filemap.js";
 import type { Kernel } from "../mm/kernel.js";
@@ -53,7 +53,6 @@ export class VramExporter {
   /** The buffer's frames now (VRAM's P2PDMA frames, or system frames). */
   frames: number[];
   readonly stats = { maps: 0, moves: 0, p2pMaps: 0 };
-  readonly #segs = new WeakMap<SgTable, { dev: IommuDevice; segs: DmaSegment[] }>();
   #pins = 0;
 
   constructor(k: Kernel, o: VramExporterOptions) {
@@ -73,10 +72,7 @@ export class VramExporter {
       pin: (a) => this.#pin(a),
       unpin: () => void this.#pins--,
       mapDmaBuf: (a, dir) => this.#map(a, dir),
-      unmapDmaBuf: (_a, sgt, dir) => {
-        const s = this.#segs.get(sgt);
-        if (s) dmaUnmapSg(s.dev, s.segs, dir);
-      },
+      unmapDmaBuf: (_a, sgt, dir) => unmapFramesSg(sgt, dir),
       release: () => this.#release(),
       beginCpuAccess: () => 0,
       endCpuAccess: () => 0,
@@ -112,14 +108,8 @@ export class VramExporter {
       if (dmaBufPinned(this.dmabuf)) throw new DmaError("EBUSY", `${this.dmabuf.name}: pinned in VRAM, which ${a.dev.name} cannot reach`, { arg: "attach" });
       this.#move("gtt");
     }
-    const sg = this.frames.map((pfn) => ({ pfn, offset: 0, length: 4096 }));
-    if (!(a.dev instanceof IommuDevice)) {
-      return { entries: this.frames.map((pfn) => ({ dmaAddress: pfn * 4096, length: 4096 })) };
-    }
-    const segs = dmaMapSg(a.dev, sg, dir);
+    const sgt = mapFramesSg(a.dev, this.frames, dir);
     if (this.placement === "vram") this.stats.p2pMaps++;
-    const sgt: SgTable = { entries: segs.map((s) => ({ dmaAddress: s.dmaAddress, length: s.dmaLength })) };
-    this.#segs.set(sgt, { dev: a.dev, segs });
     return sgt;
   }
 

@@ -191,7 +191,7 @@ function routeBatch(iommu: Iommu, ops: DmaOp[], results: DmaResult[], batch: Pie
       }
       r.p2p ??= "switch";
       p.phys = addr - m.busOffset;
-      p.len = Math.min(p.len, m.busStart + m.pages * 4096 - addr);
+      p.len = Math.min(p.len, m.busEnd - addr);
       p.switches = switchesBetween(pci, rt.target!);
     });
   }
@@ -205,7 +205,7 @@ function routeBatch(iommu: Iommu, ops: DmaOp[], results: DmaResult[], batch: Pie
 
 /** The P2PDMA pagemap of @provider that holds bus address @bus, or null. */
 function pagemapAtBus(iommu: Iommu, provider: PciDev, bus: number): PciP2pdmaPagemap | null {
-  return pciP2pdmaOf(iommu.k, provider)?.pagemaps.find((m) => bus >= m.busStart && bus < m.busStart + m.pages * 4096) ?? null;
+  return pciP2pdmaOf(iommu.k, provider)?.pagemaps.find((m) => bus >= m.busStart && bus < m.busEnd) ?? null;
 }
 
 function runBatch(

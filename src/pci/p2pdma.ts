@@ -58,10 +58,6 @@ export function hostBridgeForwards(t: PciTopology, hb: PciDev): boolean {
  * four Intel ids only when they are the same bridge).
  */
 export function hostBridgesForwardP2p(t: PciTopology, a: PciDev, b: PciDev): boolean {
-  return whitelisted(t, a, b);
-}
-
-function whitelisted(t: PciTopology, a: PciDev, b: PciDev): boolean {
   if (t.amdZen) return true;
   const ha = a.hostBridge;
   const hb = b.hostBridge;
@@ -86,7 +82,7 @@ export function pciP2pdmaMapType(t: PciTopology, provider: PciDev, client: PciDe
         const distance = distA + distB;
         if (!acs) return { mapType: "BUS_ADDR", distance, reason: "" };
         const reason = `ACS redirect is set between the client and provider (${a.name})`;
-        return whitelisted(t, provider, client)
+        return hostBridgesForwardP2p(t, provider, client)
           ? { mapType: "THRU_HOST_BRIDGE", distance, reason }
           : { mapType: "NOT_SUPPORTED", distance: -1, reason: `${reason}, and the host bridge is not whitelisted for P2P` };
       }
@@ -104,7 +100,7 @@ export function pciP2pdmaMapType(t: PciTopology, provider: PciDev, client: PciDe
   };
   const distance = chain(provider) + chain(client);
   const reason = "the devices have no common upstream bridge: the traffic crosses the host bridge";
-  return whitelisted(t, provider, client)
+  return hostBridgesForwardP2p(t, provider, client)
     ? { mapType: "THRU_HOST_BRIDGE", distance, reason }
     : { mapType: "NOT_SUPPORTED", distance: -1, reason: `${reason}, which is not whitelisted for P2P` };
 }

@@ -46,9 +46,13 @@ export class PciP2pdmaPagemap {
     this.busOffset = busStart - pfn * 4096;
   }
 
-  /** The bus address of the range's first byte. */
+  /** The bus addresses of the range: [busStart, busEnd). */
   get busStart(): number {
     return this.pfn * 4096 + this.busOffset;
+  }
+
+  get busEnd(): number {
+    return this.busStart + this.pages * 4096;
   }
 
   contains(pfn: number): boolean {
@@ -125,7 +129,7 @@ export function pciP2pdmaAddResource(k: Kernel, pdev: PciDev, bar: number, size 
   const reg = registry(k);
   const busStart = b.start + offset;
   for (const m of reg.pagemaps) {
-    if (m.provider === pdev && m.bar === bar && busStart < m.busStart + m.pages * 4096 && m.busStart < busStart + len) {
+    if (m.provider === pdev && m.bar === bar && busStart < m.busEnd && m.busStart < busStart + len) {
       throw new DmaError("ENOMEM", `pciP2pdmaAddResource: ${pdev.name} BAR ${bar} [${busStart.toString(16)}, +${len}) overlaps memory already added`, { arg: "offset" });
     }
   }
