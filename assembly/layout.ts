@@ -15,6 +15,7 @@ import {
   HDR_MEM_PAGES_MAX, MAX_THREADS, MAX_CPUS, ZONE_SIZE, CPU_SIZE, TLBE_SIZE, RING_ENTRY0,
   RENT_SIZE, HDR_SWAP_SLOTS, HDR_SWAP_BASE, SWPE_SIZE, HDR_IOMMU_DEVS, HDR_IOTLB_SETS, HDR_IOTLB_WAYS,
   HDR_ATC_SETS, HDR_ATC_WAYS, HDR_DEVTAB_BASE, HDR_IOTLB_BASE, HDR_ATC_BASE, HDR_ATC_STRIDE,
+  HDR_KHEAP_BYTES, HDR_KHEAP_BASE,
 } from "../src/abi/header";
 import { DTE_SIZE, IOTE_SIZE } from "../src/abi/iommu";
 import { FRAME_SIZE, MAX_ZONES, ZONE_P2PDMA } from "../src/abi/frame";
@@ -29,6 +30,9 @@ export let TLBS: usize = 0;
 export let RINGS: usize = 0;
 export let POOL: usize = 0;
 export let SWAP: usize = 0;
+/** The kernel heap [KHEAP, KHEAP_END): host arrays the core may write into. */
+export let KHEAP: usize = 0;
+export let KHEAP_END: usize = 0;
 export let NR_FRAMES: u32 = 0;
 export let NR_ZONES: u32 = 0;
 export let NR_CPUS: u32 = 0;
@@ -151,6 +155,10 @@ export function coreLayout(): i32 {
   if (swapSlots > <u64>1 << 28) return bad(HDR_SWAP_SLOTS);
   const swap = at;
   at = alignUp(at + swapSlots * SWPE_SIZE, 4096);
+  const kheapBytes = <u64>hdr(HDR_KHEAP_BYTES);
+  if (kheapBytes > <u64>1 << 30 || (kheapBytes & 4095) != 0) return bad(HDR_KHEAP_BYTES);
+  const kheap = at;
+  at += kheapBytes;
   const pool = at;
   const limit: u64 = <u64>1 << 32;
   if (pool >= limit) return bad(HDR_NR_FRAMES);
@@ -167,6 +175,7 @@ export function coreLayout(): i32 {
   hdrSet(HDR_RINGS_BASE, <u32>rings);
   hdrSet(HDR_POOL_BASE, <u32>pool);
   hdrSet(HDR_SWAP_BASE, <u32>swap);
+  hdrSet(HDR_KHEAP_BASE, <u32>kheap);
   hdrSet(HDR_TLB_STRIDE, <u32>tlbStride);
   hdrSet(HDR_DEVTAB_BASE, <u32>devtab);
   hdrSet(HDR_IOTLB_BASE, <u32>iotlb);
@@ -200,6 +209,8 @@ export function layoutLoad(): void {
   POOL_MAX_SLOTS = hdr(HDR_POOL_MAX_SLOTS);
   POOL_GROW_SLOTS = hdr(HDR_POOL_GROW_SLOTS);
   SWAP = hdr(HDR_SWAP_BASE);
+  KHEAP = hdr(HDR_KHEAP_BASE);
+  KHEAP_END = KHEAP + hdr(HDR_KHEAP_BYTES);
   SWAP_SLOTS = hdr(HDR_SWAP_SLOTS);
   DEVTAB = hdr(HDR_DEVTAB_BASE);
   IOTLB = hdr(HDR_IOTLB_BASE);

@@ -64,6 +64,11 @@ export const MachineOptionsSchema = v.strictObject({
   ),
   /** Swap space for reclaimed anonymous pages. */
   swap: v.optional(size, "1GiB"),
+  /**
+   * The kernel heap: kvcalloc'd arrays in the core's memory, which the core fills in place
+   * (gup_test's pages[]: 2 MiB per GiB tested). Address space only until written.
+   */
+  kheap: v.optional(v.pipe(size, v.maxValue(1 << 30, "at most 1 GiB")), "8MiB"),
   /** Memory management policy. */
   mm: v.optional(
     v.strictObject({
@@ -155,6 +160,7 @@ export interface MachineConfig {
   ringEntries: number;
   backingMaxSlots: number;
   swapSlots: number;
+  kheapBytes: number;
   thp: "always" | "madvise" | "never";
   seed: number;
   costs: Partial<Record<CostName, number>>;
@@ -227,6 +233,7 @@ export function parseMachineOptions(options: unknown = {}): MachineConfig {
     ringEntries: o.ringEntries,
     backingMaxSlots: backingMax / 4096,
     swapSlots: o.swap / 4096,
+    kheapBytes: o.kheap,
     thp: o.mm.thp,
     seed: o.seed,
     costs: o.costs,

@@ -217,6 +217,7 @@ function writeHeader(core: Core, cfg: MachineConfig): void {
   core.setHdr(H.HDR_NR_FRAMES, cfg.nrFrames);
   core.setHdr(H.HDR_POOL_GROW_SLOTS, POOL_GROW_SLOTS);
   core.setHdr(H.HDR_SWAP_SLOTS, cfg.swapSlots);
+  core.setHdr(H.HDR_KHEAP_BYTES, cfg.kheapBytes);
   core.setHdr(H.HDR_IOMMU_DEVS, cfg.iommu.devices);
   core.setHdr(H.HDR_IOTLB_SETS, cfg.iommu.iotlb.sets);
   core.setHdr(H.HDR_IOTLB_WAYS, cfg.iommu.iotlb.ways);

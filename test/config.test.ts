@@ -150,7 +150,7 @@ describe("zones", () => {
 });
 
 describe("defaults", () => {
-  it("are the documented ones: 4 GiB NORMAL, 1 GiB MOVABLE, 256 MiB CMA, 1 GiB swap, THP on madvise, 4 CPUs, 4-level paging, 46-bit PAs, a 128x12 TLB, an IOMMU of 64 devices with a 64x8 IOTLB and 16x4 ATCs, 8 threads, 4096-entry rings, seed 1, tracing on with 100,000 events, the pinned-writeback, lockdep, coherency, dma-buf ownership and DMA checkers on with call sites", () => {
+  it("are the documented ones: 4 GiB NORMAL, 1 GiB MOVABLE, 256 MiB CMA, 1 GiB swap, an 8 MiB kernel heap, THP on madvise, 4 CPUs, 4-level paging, 46-bit PAs, a 128x12 TLB, an IOMMU of 64 devices with a 64x8 IOTLB and 16x4 ATCs, 8 threads, 4096-entry rings, seed 1, tracing on with 100,000 events, the pinned-writeback, lockdep, coherency, dma-buf ownership and DMA checkers on with call sites", () => {
     const c = parseMachineOptions({});
     expect(c).toEqual({
       zones: [
@@ -168,6 +168,7 @@ describe("defaults", () => {
       ringEntries: 4096,
       backingMaxSlots: GiB / 4096,
       swapSlots: GiB / 4096,
+      kheapBytes: 8 * 1024 * 1024,
       thp: "madvise",
       seed: 1,
       costs: {},

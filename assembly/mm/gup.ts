@@ -31,9 +31,9 @@ import {
 import { HDR_ADDR, HDR_ZERO_PFN, HDR_FOLL_PIN_ACQUIRED, RING_ENTRY0, RENT_SIZE, REG_PAGES } from "../../src/abi/header";
 import { FRAME_REFCOUNT, FRAME_MAPCOUNT, PG_has_pinned, PG_pgtable, ZONE_DEVICE } from "../../src/abi/frame";
 import { EINVAL } from "../../src/abi/errno";
-import { R_COUNT, R_FLAGS, R_NONCANONICAL, R_SIZE_ZERO } from "../../src/abi/reason";
+import { R_COUNT, R_FLAGS, R_NONCANONICAL, R_SIZE_ZERO, R_OUT } from "../../src/abi/reason";
 import { fail } from "../errno";
-import { NR_FRAMES, LEVELS, VA_BITS, RING_ENTRIES } from "../layout";
+import { NR_FRAMES, LEVELS, VA_BITS, RING_ENTRIES, KHEAP, KHEAP_END } from "../layout";
 import { RING, THREAD, ringCheck } from "../ring";
 import { frame, frameFlags } from "../phys/frame";
 import { P, RW, PS, ptePfn, levelPages } from "../mmu/pte";
@@ -206,11 +206,12 @@ function walkRange(lv: u64, end: u64): void {
 /**
  * gupRange - take the pages [@vpn, @vpn + @npages) of the address space under @root, the
  * GUP-fast way or (GUPM_LOCKED) the slow path's, with FOLL_* @flags and the task's @pkru.
- * Exactly one of FOLL_GET and FOLL_PIN. Writes one f64 pfn per page taken from the ring's
- * first entry. Returns the number of pages taken (REG_GUP_STOP says why it stopped there),
- * or -EINVAL for a bad root, range or flags, with nothing taken.
+ * Exactly one of FOLL_GET and FOLL_PIN. Writes one f64 pfn per page taken at @outAddr, an
+ * array in the kernel heap, or (0) from the ring's first entry. Returns the number of pages
+ * taken (REG_GUP_STOP says why it stopped there), or -EINVAL for a bad root, range, flags or
+ * output, with nothing taken.
  */
-export function gupRange(root: f64, vpn: f64, npages: u32, flags: u32, pk: u32): i32 {
+export function gupRange(root: f64, vpn: f64, npages: u32, flags: u32, pk: u32, outAddr: u32): i32 {
   const rr = ringCheck();
   if (rr < 0) return rr;
   const r = rootCheck(root);
@@ -221,6 +222,9 @@ export function gupRange(root: f64, vpn: f64, npages: u32, flags: u32, pk: u32):
   if (npages > gupMaxPages()) return fail(EINVAL, R_COUNT, npages);
   const half: f64 = <f64>(<u64>1 << (VA_BITS - 13));
   if (!(vpn >= 0) || vpn != Math.floor(vpn) || vpn + <f64>npages > half) return fail(EINVAL, R_NONCANONICAL, 0);
+  if (outAddr != 0 && ((outAddr & 7) != 0 || <usize>outAddr < KHEAP || <u64>outAddr + (<u64>npages << 3) > <u64>KHEAP_END)) {
+    return fail(EINVAL, R_OUT, outAddr);
+  }
   fl = flags;
   pkru = pk;
   rootPfn = <u32>r;
@@ -231,7 +235,7 @@ export function gupRange(root: f64, vpn: f64, npages: u32, flags: u32, pk: u32):
   unpinnable = 0;
   hugePages = 0;
   p2pdmaRefusedSet(flags);
-  out = RING + RING_ENTRY0;
+  out = outAddr != 0 ? <usize>outAddr : RING + RING_ENTRY0;
   races = 0;
   if (flags & GUPM_RACE) {
     raceBase = RING + RING_ENTRY0 + <usize>RING_ENTRIES * RENT_SIZE - RACE_BASE;

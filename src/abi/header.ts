@@ -19,7 +19,7 @@
  */
 export const HDR_ADDR = 256;
 export const HDR_MAGIC_VALUE = 0x4c414d44; // "DMAL"
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 
 /* Configuration, written by the host (u32 each). */
 export const HDR_MAGIC = 0x00;
@@ -93,7 +93,10 @@ export const HDR_ATC_STRIDE = 0x1d0; // bytes of ATC per device
 /* ... and the IOTLB's own words. */
 export const HDR_IOTLB_TICK = 0x1d8; // u64: LRU clock
 export const HDR_IOTLB_LIVE = 0x1e0; // 3 x u32: live entries by page size
-export const HDR_SIZE = 0x1f0;
+/* The kernel heap (kvmalloc'd arrays the core writes into, such as gup_test's pages[]). */
+export const HDR_KHEAP_BYTES = 0x1ec; // in: bytes, a multiple of 4 KiB
+export const HDR_KHEAP_BASE = 0x1f0;
+export const HDR_SIZE = 0x1f8;
 
 /*
  * The swap map (mm/swapfile.c swap_map): one record per swap slot.

@@ -45,3 +45,4 @@ export const R_IO_DOMAIN = 37; // domain type or id out of range (arg: the value
 export const R_PASID = 38; // PASID out of range, or no entry for it (arg: the PASID)
 export const R_PASID_FULL = 39; // the device's PASID entries are all in use
 export const R_ROOT_DEVICE = 40; // an IOMMU device-table or PASID entry walks the root (arg: the device)
+export const R_OUT = 41; // an output array that is not 8-byte aligned inside the kernel heap (arg: its address)

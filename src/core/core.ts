@@ -62,7 +62,29 @@ export class Core {
     this.#buf = undefined;
   }
 
+  /** Every buffer object views were made on: a shared memory hands out a new one each time it grows. */
+  readonly #bufs = new WeakSet<ArrayBufferLike>();
+
+  /** owns - whether @b is this core's memory, so the core can write a view on it in place. */
+  owns(b: ArrayBufferLike): boolean {
+    return this.#bufs.has(b);
+  }
+
+  #kheap: [number, number] | undefined;
+
+  /**
+   * kheapAddr - the byte address of entries [@off, @off + @n) of @a when they lie in the
+   * kernel heap (src/mm/kvmalloc.ts), where the core may write them in place; else 0.
+   */
+  kheapAddr(a: Float64Array | number[], off: number, n: number): number {
+    if (!(a instanceof Float64Array) || !this.#bufs.has(a.buffer)) return 0;
+    this.#kheap ??= [this.hdr(H.HDR_KHEAP_BASE), this.hdr(H.HDR_KHEAP_BASE) + this.hdr(H.HDR_KHEAP_BYTES)];
+    const at = a.byteOffset + off * 8;
+    return at >= this.#kheap[0] && at + n * 8 <= this.#kheap[1] && off + n <= a.length ? at : 0;
+  }
+
   #make(buf: ArrayBufferLike): void {
+    this.#bufs.add(buf);
     this.#buf = buf;
     this.#u8 = new Uint8Array(buf);
     this.#u32 = new Uint32Array(buf);

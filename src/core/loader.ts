@@ -59,7 +59,7 @@ export interface CoreExports {
   swapIn(slot: number, pfn: number): number;
   swapPut(slot: number): number;
   swapCount(slot: number): number;
-  gupRange(root: number, vpn: number, npages: number, flags: number, pkru: number): number;
+  gupRange(root: number, vpn: number, npages: number, flags: number, pkru: number, outAddr: number): number;
   gupMaxPages(): number;
   unpinPages(n: number, flags: number): number;
 }

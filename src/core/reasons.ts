@@ -52,6 +52,7 @@ const WHY = new Map<number, Why>([
   [R.R_PASID, { arg: "pasid", text: (p) => `PASID ${p} out of range or not set up` }],
   [R.R_PASID_FULL, { arg: "pasid", text: (n) => `all ${n} PASID entries of the device are in use` }],
   [R.R_ROOT_DEVICE, { arg: "pgd", text: (d) => `IOMMU device ${d} translates through it (detach it first)` }],
+  [R.R_OUT, { arg: "pages", text: (a) => `the output at ${a} is not 8-byte aligned inside the kernel heap` }],
   [R.R_ROOT_IN_USE, { arg: "pgd", text: (c) => `CPU ${c} runs on it (write its CR3 first)` }],
 ]);
 

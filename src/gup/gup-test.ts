@@ -101,66 +101,69 @@ export function gupTestIoctl(p: Process, cmd: number, gup: GupTest): GupTestResu
   const k = p.kernel;
   const m = k.machine!;
   const nrPages = Math.floor(gup.size / 4096);
-  // kvcalloc: the array is zeroed when allocated, before the clock starts (a fresh typed
-  // array's memory is only touched on first write, which would land inside the timing).
-  const pages = new Float64Array(nrPages).fill(0);
-  const out: GupTestResult = { warnings: [], wallNs: { get: 0, put: 0 }, nrPages: 0, dumped: [] };
-  const end = gup.addr + gup.size;
-  const fast = cmd === GUP_FAST_BENCHMARK || cmd === PIN_FAST_BENCHMARK;
-  const t0 = k.clock.now;
-  const w0 = now();
-  let i = 0;
-  let nr = gup.nrPagesPerCall;
-  let addr = gup.addr;
-  const loop = (): void => {
-    for (let next = addr; addr < end; addr = next) {
-      if (nr !== gup.nrPagesPerCall) break;
-      next = addr + nr * 4096;
-      if (next > end) {
-        next = end;
-        nr = Math.floor((next - addr) / 4096);
+  // kvcalloc: in the kernel heap, so GUP writes it in place; zeroed before the clock starts.
+  const pages = k.kheap.kvcalloc(nrPages);
+  try {
+    const out: GupTestResult = { warnings: [], wallNs: { get: 0, put: 0 }, nrPages: 0, dumped: [] };
+    const end = gup.addr + gup.size;
+    const fast = cmd === GUP_FAST_BENCHMARK || cmd === PIN_FAST_BENCHMARK;
+    const t0 = k.clock.now;
+    const w0 = now();
+    let i = 0;
+    let nr = gup.nrPagesPerCall;
+    let addr = gup.addr;
+    const loop = (): void => {
+      for (let next = addr; addr < end; addr = next) {
+        if (nr !== gup.nrPagesPerCall) break;
+        next = addr + nr * 4096;
+        if (next > end) {
+          next = end;
+          nr = Math.floor((next - addr) / 4096);
+        }
+        nr = nr > 0 ? take(p, addr, nr, gup.gupFlags, pages.subarray(i)) : nr;
+        if (nr <= 0) break;
+        i += nr;
       }
-      nr = nr > 0 ? take(p, addr, nr, gup.gupFlags, pages.subarray(i)) : nr;
-      if (nr <= 0) break;
-      i += nr;
+    };
+    // The commands that are not *_FAST run under mmap_read_lock (killable).
+    if (fast) loop();
+    else p.mm.mmapLock.with("read", `pid ${p.pid} gup_test`, loop);
+    out.wallNs.get = now() - w0;
+    gup.getDeltaUsec = (k.clock.now - t0) / 1000;
+    gup.size = addr - gup.addr;
+    out.nrPages = i;
+    const pin = cmd === PIN_FAST_BENCHMARK || cmd === PIN_BASIC_TEST || cmd === PIN_LONGTERM_BENCHMARK ||
+      (cmd === DUMP_USER_PAGES_TEST && (gup.testFlags & GUP_TEST_FLAG_DUMP_PAGES_USE_PIN) !== 0);
+    // verify_dma_pinned (not timed).
+    if (pin && cmd !== DUMP_USER_PAGES_TEST) {
+      for (let j = 0; j < i; j++) {
+        if (!folioMaybeDmaPinned(m, pages[j]!)) {
+          out.warnings.push(`pages[${j}] is NOT dma-pinned`);
+          break;
+        }
+        if (cmd === PIN_LONGTERM_BENCHMARK && !longtermPinnable(k, pages[j]!)) {
+          out.warnings.push(`pages[${j}] is NOT pinnable but pinned`);
+          break;
+        }
+      }
     }
-  };
-  // The commands that are not *_FAST run under mmap_read_lock (killable).
-  if (fast) loop();
-  else p.mm.mmapLock.with("read", `pid ${p.pid} gup_test`, loop);
-  out.wallNs.get = now() - w0;
-  gup.getDeltaUsec = (k.clock.now - t0) / 1000;
-  gup.size = addr - gup.addr;
-  out.nrPages = i;
-  const pin = cmd === PIN_FAST_BENCHMARK || cmd === PIN_BASIC_TEST || cmd === PIN_LONGTERM_BENCHMARK ||
-    (cmd === DUMP_USER_PAGES_TEST && (gup.testFlags & GUP_TEST_FLAG_DUMP_PAGES_USE_PIN) !== 0);
-  // verify_dma_pinned (not timed).
-  if (pin && cmd !== DUMP_USER_PAGES_TEST) {
-    for (let j = 0; j < i; j++) {
-      if (!folioMaybeDmaPinned(m, pages[j]!)) {
-        out.warnings.push(`pages[${j}] is NOT dma-pinned`);
-        break;
-      }
-      if (cmd === PIN_LONGTERM_BENCHMARK && !longtermPinnable(k, pages[j]!)) {
-        out.warnings.push(`pages[${j}] is NOT pinnable but pinned`);
-        break;
+    if (cmd === DUMP_USER_PAGES_TEST) {
+      gup.whichPages = gup.whichPages.slice(0, GUP_TEST_MAX_PAGES_TO_DUMP).map((w) => (w > i ? 0 : w));
+      for (const w of gup.whichPages) {
+        if (!w) continue;
+        const pfn = pages[w - 1]!;
+        out.dumped.push({ index: w - 1, page: m.page(pfn), bytes: framePageBytes(k, pfn) });
       }
     }
+    // put_back_pages.
+    const t1 = k.clock.now;
+    const w1 = now();
+    if (pin) unpinUserPages(m, pages, i);
+    else releasePages(m, pages, i);
+    out.wallNs.put = now() - w1;
+    gup.putDeltaUsec = (k.clock.now - t1) / 1000;
+    return out;
+  } finally {
+    k.kheap.kvfree(pages);
   }
-  if (cmd === DUMP_USER_PAGES_TEST) {
-    gup.whichPages = gup.whichPages.slice(0, GUP_TEST_MAX_PAGES_TO_DUMP).map((w) => (w > i ? 0 : w));
-    for (const w of gup.whichPages) {
-      if (!w) continue;
-      const pfn = pages[w - 1]!;
-      out.dumped.push({ index: w - 1, page: m.page(pfn), bytes: framePageBytes(k, pfn) });
-    }
-  }
-  // put_back_pages.
-  const t1 = k.clock.now;
-  const w1 = now();
-  if (pin) unpinUserPages(m, pages, i);
-  else releasePages(m, pages, i);
-  out.wallNs.put = now() - w1;
-  gup.putDeltaUsec = (k.clock.now - t1) / 1000;
-  return out;
 }

@@ -48,7 +48,9 @@ export function gupRangeChunked(
   const x = core.x;
   while (st.taken < n) {
     const want = Math.min(max, n - st.taken);
-    const got = x.gupRange(root, vpn + st.taken, want, flags, pkru);
+    // pages[] in the kernel heap is written in place; any other array gets a copy from the ring.
+    const at = core.kheapAddr(pages, off + st.taken, want);
+    const got = x.gupRange(root, vpn + st.taken, want, flags, pkru, at);
     if (got < 0) core.check(got, "gupRange");
     const u32 = core.u32; // after the call: the memory may have grown (the views with it)
     const regs = core.ring >>> 2;
@@ -56,9 +58,11 @@ export function gupRangeChunked(
     st.hugePages += u32[regs + G.REG_GUP_HUGE_PAGES / 4]!;
     st.loads += u32[regs + G.REG_GUP_LOADS / 4]!;
     st.unpinnable += u32[regs + G.REG_GUP_UNPINNABLE / 4]!;
-    const f64 = core.f64Fresh;
-    if (pages instanceof Float64Array) pages.set(f64.subarray(first, first + got), off + st.taken);
-    else for (let i = 0; i < got; i++) pages[off + st.taken + i] = f64[first + i]!;
+    if (at === 0) {
+      const f64 = core.f64Fresh;
+      if (pages instanceof Float64Array) pages.set(f64.subarray(first, first + got), off + st.taken);
+      else for (let i = 0; i < got; i++) pages[off + st.taken + i] = f64[first + i]!;
+    }
     st.taken += got;
     if (got < want) {
       st.stop = u32[regs + G.REG_GUP_STOP / 4]!;

@@ -20,6 +20,7 @@ import type { Fs } from "../fs/fs.js";
 import type { Machine } from "../machine.js";
 import { PageTable } from "../mmu/pgtable.js";
 import { Checkers, type CheckOptions } from "../check/checkers.js";
+import { Kheap } from "./kvmalloc.js";
 
 /** Transparent huge pages: /sys/kernel/mm/transparent_hugepage/enabled. */
 export type ThpMode = "always" | "madvise" | "never";
@@ -65,6 +66,8 @@ export class Kernel {
   /** LRU lists (mm/vmscan.c), oldest first; entries whose PG_lru went are dropped lazily. */
   readonly lru = { anon: new Set<number>(), file: new Set<number>() };
   readonly processes = new Map<number, Process>();
+  /** The kernel heap: kvcalloc'd arrays the core fills in place. */
+  readonly kheap: Kheap;
   /** The file system (set by the machine once the kernel exists). */
   fs!: Fs;
   #nextMapping = 1;
@@ -85,6 +88,7 @@ export class Kernel {
     this.userZones = zonelistOf(this.phys, ["MOVABLE", "NORMAL", "CMA"]);
     this.normalZones = zonelistOf(this.phys, ["NORMAL"]);
     this.checkers = new Checkers(this, env.check ?? { pinnedWriteback: true, callSites: true });
+    this.kheap = new Kheap(this.core);
   }
 
   /** pgdAlloc - a new root page table. */

@@ -38,7 +38,7 @@ type Op =
   | { k: "protect"; vpn: number; n: number; set: number; clr: number }
   | { k: "flags"; pick: number; set: number; clr: number }
   | { k: "seq"; twice: boolean }
-  | { k: "gup"; at: VpnSel; n: number; flags: number; pkru: number; races: RaceSpec[] }
+  | { k: "gup"; at: VpnSel; n: number; flags: number; pkru: number; races: RaceSpec[]; kheapAt: number }
   | { k: "unpin"; pick: number; cut: number; flags: number; mess: number };
 
 interface RaceSpec {
@@ -96,6 +96,8 @@ const opArbOf = (p2p: boolean): fc.Arbitrary<Op> => fc.oneof(
       n: fc.oneof({ weight: 24, arbitrary: fc.integer({ min: 1, max: 24 }) }, { weight: 4, arbitrary: fc.integer({ min: 25, max: 170 }) }, { weight: 1, arbitrary: fc.integer({ min: 171, max: 700 }) }, { weight: 1, arbitrary: fc.constant(0) }),
       flags: p2p ? flagsArbP2p : flagsArbBase, pkru: fc.constantFrom(0, 0, 0x55555554, 0xc, 0x1, 0x4),
       races: fc.oneof({ weight: 2, arbitrary: fc.constant<RaceSpec[]>([]) }, { weight: 3, arbitrary: fc.array(raceArb, { minLength: 1, maxLength: 3 }) }),
+      // The pages written into the ring (-1) or in place in the kernel heap (a byte offset).
+      kheapAt: fc.oneof(fc.constant(-1), fc.nat(4096).map((x) => x * 8)),
     }),
   },
   { weight: 10, arbitrary: fc.record({ k: fc.constant("unpin" as const), pick: fc.nat(), cut: fc.nat(), flags: fc.constantFrom(0, 0, G.UNPIN_DIRTY, G.UNPIN_CHECK, G.UNPIN_PUT, 8), mess: fc.oneof({ weight: 8, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 5 }) }) }) },
@@ -245,7 +247,7 @@ function step1(d: Driver, w: World, op: Op): unknown {
     case "gup": {
       const vpn = typeof op.at === "number" ? op.at : w.recent.length ? Math.max(WIN, w.recent[op.at.recent % w.recent.length]! + op.at.delta) : WIN;
       const races = op.races.map((r) => raceOf(d, w, r, vpn));
-      const r = d.gupRange(w.root, vpn, op.n, op.flags | (races.length ? G.GUPM_RACE : 0), op.pkru, races);
+      const r = d.gupRange(w.root, vpn, op.n, op.flags | (races.length ? G.GUPM_RACE : 0), op.pkru, races, op.kheapAt);
       if (r.rc > 0) w.taken.push({ pfns: r.pfns as number[], pin: (op.flags & G.FOLL_PIN) !== 0 });
       return r;
     }

@@ -60,7 +60,8 @@ export interface Driver {
   seqStep(root: number): void;
   /** The reference count of frame @pfn (0 once its block went back to the allocator). */
   refcount(pfn: number): number;
-  gupRange(root: number, vpn: number, n: number, flags: number, pkru: number, races: Race[]): Result;
+  /** @kheapAt: >= 0 to have the pages written at that byte offset of the kernel heap instead of the ring. */
+  gupRange(root: number, vpn: number, n: number, flags: number, pkru: number, races: Race[], kheapAt?: number): Result;
   /** unpinPages over @entries (f64 frame numbers, written to the ring as they are). */
   unpinPages(entries: number[], flags: number): Result;
   state(): MachineState;
@@ -194,7 +195,7 @@ export class CoreDriver implements Driver {
     const c = this.core;
     Atomics.add(c.i32, (c.hdr(H.HDR_FRAMES_BASE) + root * F.FRAME_SIZE + F.FRAME_MAPCOUNT) >>> 2, 1);
   }
-  gupRange(root: number, vpn: number, n: number, flags: number, pkru: number, races: Race[]): Result {
+  gupRange(root: number, vpn: number, n: number, flags: number, pkru: number, races: Race[], kheapAt = -1): Result {
     const c = this.core;
     const base = c.ring + H.RING_ENTRY0 + this.cfg.ringEntries * H.RENT_SIZE - G.RACE_BASE;
     c.u32[base >>> 2] = races.length;
@@ -209,9 +210,10 @@ export class CoreDriver implements Driver {
       c.u32[(a + G.RACE_PTE_HI) >>> 2] = r.hi;
       c.u32[(a + G.RACE_SEQ) >>> 2] = r.seq;
     });
-    const rc = c.x.gupRange(root, vpn, n, flags, pkru);
+    const out = kheapAt >= 0 ? c.hdr(H.HDR_KHEAP_BASE) + kheapAt : 0;
+    const rc = c.x.gupRange(root, vpn, n, flags, pkru, out);
     if (rc < 0) return this.#r(rc);
-    const first = (c.ring + H.RING_ENTRY0) >>> 3;
+    const first = (out || c.ring + H.RING_ENTRY0) >>> 3;
     return {
       rc, pfns: Array.from(c.f64.subarray(first, first + rc)), stop: c.reg32(G.REG_GUP_STOP), grabs: c.reg32(G.REG_GUP_GRABS),
       hugePages: c.reg32(G.REG_GUP_HUGE_PAGES), loads: c.reg32(G.REG_GUP_LOADS), unpinnable: c.reg32(G.REG_GUP_UNPINNABLE),
