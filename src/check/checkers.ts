@@ -8,7 +8,6 @@ import type { Inode } from "../fs/inode.js";
 import type { Kernel } from "../mm/kernel.js";
 import type { Process } from "../mm/process.js";
 import type { PagesArray } from "../gup/range.js";
-import type { Address } from "../core/addr.js";
 import { CoherencyChecker } from "./coherency.js";
 import { DmaChecker } from "./dma.js";
 import { Lockdep } from "./lockdep.js";
@@ -54,9 +53,9 @@ export class Checkers {
     this.#k.trace.count(`check.${r.checker}.${r.rule}`);
   }
 
-  /** A pin call of @p took @n pages. */
-  pinned(p: Process, fn: string, _start: Address, pages: PagesArray, n: number, _flags: number): void {
-    this.pinnedWriteback?.pinned(p.pid, fn, pages, n);
+  /** A pin call of @p took @n pages from page @vpn; @huge: all from huge leaves. */
+  pinned(p: Process, fn: string, vpn: number, pages: PagesArray, n: number, huge: boolean): void {
+    this.pinnedWriteback?.pinned(p.pid, fn, pages, n, vpn, huge);
   }
 
   /** Writeback (@fn) wrote a page that looked DMA-pinned. */

@@ -12,7 +12,9 @@
  *   device's writes between the writeback and the unpin were invisible to the file system.
  *
  * Pin calls are logged (the newest LOG_CALLS of them) so a report can name the call that
- * pinned the page and where the caller made it.
+ * pinned the page and where the caller made it. A call whose pages all came from huge leaves
+ * is logged as the first frame of each 2 MiB-aligned block of its range (the rest of a
+ * block's frames follow it), so pinning THPs costs the log one entry per 512 pages.
  * @module
  */
 import * as F from "../abi/frame.js";
@@ -34,8 +36,17 @@ interface PinCall {
   off: number;
   n: number;
   lap: number;
+  /**
+   * -1: pool[off, off + n) are the call's frames. Otherwise the call took @pages pages from
+   * page @vpn, all in huge leaves, and pool[off + j] is the first frame of its j-th block.
+   */
+  vpn: number;
+  pages: number;
   site: Error | null;
 }
+
+/** Pages of a 2 MiB block: a huge leaf maps each one to consecutive frames. */
+const BLOCK = 512;
 
 interface Cleaned {
   report: CheckReport;
@@ -55,22 +66,57 @@ export class PinnedWritebackChecker extends Checker {
   readonly #cleaned = new Map<number, Cleaned>();
 
 
-  /** A pin call took @n pages of @pages. */
-  pinned(pid: number, fn: string, pages: PagesArray, n: number): void {
-    // The last LOG_PAGES frames of a call larger than the pool.
-    const take = Math.min(n, LOG_PAGES);
-    if (this.#poolAt + take > LOG_PAGES) {
+  /**
+   * A pin call took @n pages of @pages, from page @vpn. @huge: all of them came from huge
+   * leaves, so each 2 MiB-aligned block of the range maps to consecutive frames.
+   */
+  pinned(pid: number, fn: string, pages: PagesArray, n: number, vpn: number, huge: boolean): void {
+    let call: PinCall;
+    if (huge) {
+      const head = vpn % BLOCK;
+      const blocks = Math.min(Math.ceil((head + n) / BLOCK), LOG_PAGES);
+      const off = this.#reserve(blocks);
+      for (let j = 0; j < blocks; j++) this.#pool[off + j] = pages[j === 0 ? 0 : j * BLOCK - head]!;
+      call = this.#call(fn, pid, off, blocks, vpn, n);
+    } else {
+      // The last LOG_PAGES frames of a call larger than the pool.
+      const take = Math.min(n, LOG_PAGES);
+      const off = this.#reserve(take);
+      if (pages instanceof Float64Array) this.#pool.set(pages.subarray(n - take, n), off);
+      else for (let i = 0; i < take; i++) this.#pool[off + i] = pages[n - take + i]!;
+      call = this.#call(fn, pid, off, take, -1, take);
+    }
+    if (this.#log.length < LOG_CALLS) this.#log.push(call);
+    else this.#log[this.#next] = call;
+    this.#next = (this.#next + 1) % LOG_CALLS;
+  }
+
+  /** Room for @n entries in the pool: their offset (a new lap when the pool's end is reached). */
+  #reserve(n: number): number {
+    if (this.#poolAt + n > LOG_PAGES) {
       this.#poolAt = 0;
       this.#lap++;
     }
     const off = this.#poolAt;
-    if (pages instanceof Float64Array) this.#pool.set(pages.subarray(n - take, n), off);
-    else for (let i = 0; i < take; i++) this.#pool[off + i] = pages[n - take + i]!;
-    this.#poolAt += take;
-    const call = { fn, pid, time: this.k.clock.now, off, n: take, lap: this.#lap, site: this.sites ? new Error("pin") : null };
-    if (this.#log.length < LOG_CALLS) this.#log.push(call);
-    else this.#log[this.#next] = call;
-    this.#next = (this.#next + 1) % LOG_CALLS;
+    this.#poolAt += n;
+    return off;
+  }
+
+  #call(fn: string, pid: number, off: number, n: number, vpn: number, pages: number): PinCall {
+    return { fn, pid, time: this.k.clock.now, off, n, lap: this.#lap, vpn, pages, site: this.sites ? new Error("pin") : null };
+  }
+
+  /** Whether logged call @c took frame @pfn (its log entries are still in the pool). */
+  #took(c: PinCall, pfn: number): boolean {
+    if (c.vpn < 0) return this.#pool.subarray(c.off, c.off + c.n).indexOf(pfn) >= 0;
+    const head = c.vpn % BLOCK;
+    for (let j = 0; j < c.n; j++) {
+      const first = j === 0 ? 0 : j * BLOCK - head; // index in the call's pages of block j's first page
+      const len = Math.min(c.pages, (j + 1) * BLOCK - head) - first;
+      const d = pfn - this.#pool[c.off + j]!;
+      if (d >= 0 && d < len) return true;
+    }
+    return false;
   }
 
   /** The newest logged pin call that took frame @pfn. */
@@ -80,7 +126,7 @@ export class PinnedWritebackChecker extends Checker {
       const c = this.#log[(this.#next - j + n) % n]!;
       // Still in the pool: written in this lap, or in the last one and not yet overwritten.
       const kept = c.lap === this.#lap || (c.lap === this.#lap - 1 && c.off >= this.#poolAt);
-      if (kept && this.#pool.subarray(c.off, c.off + c.n).indexOf(pfn) >= 0) {
+      if (kept && this.#took(c, pfn)) {
         return { fn: c.fn, pid: c.pid, time: c.time, stack: userFrames(c.site) };
       }
     }

@@ -117,6 +117,6 @@ export function pinUserPagesFastOnly(mm: Process | RemoteMm, start: Address, nrP
   if (mm.exited) throw new DmaError("ESRCH", `pinUserPagesFastOnly: process ${mm.pid} has exited`, { arg: "process" });
   const k = mm.kernel;
   const n = fastOnly(k, mm.mm.pgd.pfn, mm.pid, mm.cpu.pkru, k.taskSizePages(), "pinUserPagesFastOnly", start, nrPages, f, pages);
-  if (n > 0) k.checkers.pinned(mm, "pinUserPagesFastOnly", start, pages, n, f);
+  if (n > 0) k.checkers.pinned(mm, "pinUserPagesFastOnly", splitAddress(start, "start")[0], pages, n, st.hugePages === n);
   return n;
 }

@@ -34,6 +34,9 @@ interface CallRecord {
   stop: number;
   /** Pages taken by the current slow-path round that are not long-term pinnable. */
   unpinnable: number;
+  /** Pages GUP-fast took from huge leaves, and the current slow-path round. */
+  hugeFast: number;
+  hugeSlow: number;
 }
 
 const st = newGupRangeStats();
@@ -71,15 +74,19 @@ function checkPages(pages: PagesArray | undefined, nrPages: number, fn: string):
   }
 }
 
+/** The VMA's start for a message (formatted only for an error: checkVmaFlags runs once per VMA of every call). */
+function vmaAt(vma: Vma): string {
+  return hex(vma.start * 4096);
+}
+
 /**
  * checkVmaFlags - may GUP with @flags take pages of @vma? null, or the error (check_vma_flags).
  */
 export function checkVmaFlags(vma: Vma, flags: number): DmaError | null {
-  const at = hex(vma.start * 4096);
-  if (vma.flags & (VM_IO | VM_PFNMAP)) return efault(`the VMA at ${at} is VM_IO | VM_PFNMAP: no struct pages to take`);
-  if ((flags & G.FOLL_ANON) && vma.kind !== "anon") return efault(`FOLL_ANON, and the VMA at ${at} is not anonymous`);
+  if (vma.flags & (VM_IO | VM_PFNMAP)) return efault(`the VMA at ${vmaAt(vma)} is VM_IO | VM_PFNMAP: no struct pages to take`);
+  if ((flags & G.FOLL_ANON) && vma.kind !== "anon") return efault(`FOLL_ANON, and the VMA at ${vmaAt(vma)} is not anonymous`);
   if ((flags & G.FOLL_LONGTERM) && vma.kind === "dax") {
-    return new DmaError("EOPNOTSUPP", `FOLL_LONGTERM on the fsdax VMA at ${at}: a long-term pin would block truncate`, { arg: "gupFlags" });
+    return new DmaError("EOPNOTSUPP", `FOLL_LONGTERM on the fsdax VMA at ${vmaAt(vma)}: a long-term pin would block truncate`, { arg: "gupFlags" });
   }
   if (flags & G.FOLL_WRITE) {
     // writable_file_mapping_allowed: a long-term writable pin of a shared file mapping whose
@@ -87,15 +94,15 @@ export function checkVmaFlags(vma: Vma, flags: number): DmaError | null {
     const longtermPin = (flags & (G.FOLL_PIN | G.FOLL_LONGTERM)) === (G.FOLL_PIN | G.FOLL_LONGTERM);
     const dirtyTracked = vma.kind === "file" && (vma.flags & (VM_WRITE | VM_SHARED)) === (VM_WRITE | VM_SHARED);
     if (longtermPin && dirtyTracked) {
-      return efault(`FOLL_LONGTERM | FOLL_WRITE pin of the shared file mapping at ${at}: its file system tracks dirty pages`);
+      return efault(`FOLL_LONGTERM | FOLL_WRITE pin of the shared file mapping at ${vmaAt(vma)}: its file system tracks dirty pages`);
     }
     if (!(vma.flags & VM_WRITE)) {
-      if (!(flags & G.FOLL_FORCE)) return efault(`write to the read-only VMA at ${at} without FOLL_FORCE`);
-      if (!vma.isCow) return efault(`FOLL_FORCE write to the VMA at ${at}: only private mappings may be forced`);
+      if (!(flags & G.FOLL_FORCE)) return efault(`write to the read-only VMA at ${vmaAt(vma)} without FOLL_FORCE`);
+      if (!vma.isCow) return efault(`FOLL_FORCE write to the VMA at ${vmaAt(vma)}: only private mappings may be forced`);
     }
   } else if (!(vma.flags & VM_READ)) {
-    if (!(flags & G.FOLL_FORCE)) return efault(`read of the unreadable VMA at ${at} without FOLL_FORCE`);
-    if (!(vma.flags & VM_MAYREAD)) return efault(`FOLL_FORCE read of the VMA at ${at}, which may never be read`);
+    if (!(flags & G.FOLL_FORCE)) return efault(`read of the unreadable VMA at ${vmaAt(vma)} without FOLL_FORCE`);
+    if (!(vma.flags & VM_MAYREAD)) return efault(`FOLL_FORCE read of the VMA at ${vmaAt(vma)}, which may never be read`);
   }
   return null;
 }
@@ -138,6 +145,7 @@ function getUserPagesLocked(mm: MmStruct, vpn0: number, nr: number, flags: numbe
     k.clock.advance(gupModeledNs(k.costs, st));
     i += st.taken;
     rec.unpinnable += st.unpinnable;
+    rec.hugeSlow += st.hugePages;
     if (st.taken === n) continue;
     rec.stop = st.stop;
     const at = vpn0 + i;
@@ -193,6 +201,7 @@ function gupLongtermLocked(p: Process, vpn: number, nr: number, flags: number, p
     try {
       for (let round = 0; ; round++) {
         rec.unpinnable = 0;
+        rec.hugeSlow = 0;
         const n = getUserPagesLocked(mm, vpn, nr, flags, pages, off, rec);
         if (rec.unpinnable === 0 || checkAndMigrateMovablePages(k, pages, off, n, round) === "ok") return n;
       }
@@ -203,7 +212,7 @@ function gupLongtermLocked(p: Process, vpn: number, nr: number, flags: number, p
 }
 
 /** The end of an entry point: its trace event, counters, and the checkers' pin log. */
-function finish(p: Process, name: string, start: Address, nrPages: number, flags: number, pages: PagesArray, got: number, rec: CallRecord | null, ts: number): void {
+function finish(p: Process, name: string, start: Address, vpn: number, nrPages: number, flags: number, pages: PagesArray, got: number, rec: CallRecord | null, ts: number): void {
   const k = p.kernel;
   if (k.trace.enabled) {
     k.trace.emit(
@@ -217,22 +226,22 @@ function finish(p: Process, name: string, start: Address, nrPages: number, flags
   }
   if (got > 0) {
     k.trace.count(flags & G.FOLL_PIN ? "gup.pinned_pages" : "gup.got_pages", got);
-    if (flags & G.FOLL_PIN) k.checkers.pinned(p, name, start, pages, got, flags);
+    if (flags & G.FOLL_PIN) k.checkers.pinned(p, name, vpn, pages, got, (rec ? rec.hugeFast + rec.hugeSlow : st.hugePages) === got);
   }
 }
 
 /** Run @fn as entry point @name: its call cost, then finish(). */
-function entry(p: Process, name: string, start: Address, nrPages: number, flags: number, pages: PagesArray, fn: (rec: CallRecord) => number): number {
+function entry(p: Process, name: string, start: Address, vpn: number, nrPages: number, flags: number, pages: PagesArray, fn: (rec: CallRecord) => number): number {
   const k = p.kernel;
   const ts = k.clock.now;
   k.clock.advance(k.costs.gupCall.ns);
-  const rec: CallRecord = { fn: name, fast: 0, faults: 0, stop: G.GUP_STOP_NONE, unpinnable: 0 };
+  const rec: CallRecord = { fn: name, fast: 0, faults: 0, stop: G.GUP_STOP_NONE, unpinnable: 0, hugeFast: 0, hugeSlow: 0 };
   let got = 0;
   try {
     got = fn(rec);
     return got;
   } finally {
-    finish(p, name, start, nrPages, flags, pages, got, rec, ts);
+    finish(p, name, start, vpn, nrPages, flags, pages, got, rec, ts);
   }
 }
 
@@ -257,18 +266,18 @@ function gupFastFallback(p: Process, name: string, start: Address, nrPages: numb
   k.clock.advance(k.costs.gupCall.ns + (nrPages > 0 ? gupModeledNs(k.costs, st) : 0));
   const fast = st.taken;
   if (fast === nrPages || flags & G.FOLL_FAST_ONLY) {
-    finish(p, name, start, nrPages, flags, pages, fast, null, ts);
+    finish(p, name, start, vpn, nrPages, flags, pages, fast, null, ts);
     return fast;
   }
   // The slow path for the rest, with FOLL_TOUCH; a failure there keeps the fast pages.
-  const rec: CallRecord = { fn: name, fast, faults: 0, stop: st.stop, unpinnable: 0 };
+  const rec: CallRecord = { fn: name, fast, faults: 0, stop: st.stop, unpinnable: 0, hugeFast: st.hugePages, hugeSlow: 0 };
   let got = fast;
   try {
     got += gupLongtermLocked(p, vpn + fast, nrPages - fast, flags | G.FOLL_TOUCH | G.FOLL_UNLOCKABLE, pages, fast, rec);
   } catch (e) {
     if (!(fast > 0 && e instanceof DmaError)) throw e;
   } finally {
-    finish(p, name, start, nrPages, flags, pages, got, rec, ts);
+    finish(p, name, start, vpn, nrPages, flags, pages, got, rec, ts);
   }
   return got;
 }
@@ -322,7 +331,7 @@ export function getUserPages(p: Process, start: Address, nrPages: number, gupFla
   if (pages) f |= G.FOLL_GET;
   const vpn = gupRangeArgs(p.kernel, start, nrPages, "getUserPages");
   const out = pages ?? new Float64Array(nrPages);
-  return entry(p, "getUserPages", start, nrPages, f, out, (rec) => {
+  return entry(p, "getUserPages", start, vpn, nrPages, f, out, (rec) => {
     if (nrPages === 0) return 0;
     const ff = f;
     const got = p.mm.mmapLock.with("read", `pid ${p.pid} getUserPages`, () =>
@@ -365,7 +374,7 @@ export function pinUserPages(p: Process, start: Address, nrPages: number, gupFla
     return 0;
   }
   const vpn = gupRangeArgs(p.kernel, start, nrPages, "pinUserPages");
-  return entry(p, "pinUserPages", start, nrPages, f, pages, (rec) => {
+  return entry(p, "pinUserPages", start, vpn, nrPages, f, pages, (rec) => {
     if (nrPages === 0) return 0;
     const got = gupLongtermLocked(p, vpn, nrPages, f, pages, 0, rec);
     if (got === 0 && !(f & G.FOLL_NOWAIT)) throw efault("pinUserPages: no page pinned");
