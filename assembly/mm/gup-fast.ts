@@ -87,11 +87,14 @@ export function ptesFast(t: u32, pmdAddr: usize, pmd: u64, lv: u64, end: u64): b
       }
     } else {
       g++;
+      // A pin of a small folio adds the whole bias in the one compare-and-swap (the kernel's
+      // folio_try_get then folio_ref_add, with the same end state); a head takes 1 and a pincount.
+      const add: i32 = pin && (pf & PG_head) == 0 ? GUP_PIN_COUNTING_BIAS : 1;
       const ra = fa + FRAME_REFCOUNT;
       let old = atomic.load<i32>(ra);
       let ok = false;
       while (old > 0 && old <= 0x7fff_ffff - GUP_PIN_COUNTING_BIAS) {
-        const seen = atomic.cmpxchg<i32>(ra, old, old + 1);
+        const seen = atomic.cmpxchg<i32>(ra, old, old + add);
         if (seen == old) {
           ok = true;
           break;
@@ -99,7 +102,7 @@ export function ptesFast(t: u32, pmdAddr: usize, pmd: u64, lv: u64, end: u64): b
         old = seen;
       }
       if (ok && (atomic.load<u32>(fa + FRAME_FLAGS) & PG_tail) != 0) {
-        folioPut(pfn, 1); // became a tail under us: the slow way
+        folioPut(pfn, add); // became a tail under us: the slow way
         ok = false;
         head = grab(pfn, 1);
         g++;
@@ -113,13 +116,12 @@ export function ptesFast(t: u32, pmdAddr: usize, pmd: u64, lv: u64, end: u64): b
         break;
       } else if (pin) {
         if (longterm && !longtermPinnable(pfn)) {
-          folioPut(pfn, 1);
+          folioPut(pfn, add);
           why = GUP_STOP_LONGTERM;
           break;
         }
-        // A large folio's head counts the pin in _pincount; a small folio in its refcount.
+        // A large folio's head counts the pin in _pincount; a small folio's is in its refcount.
         if (pf & PG_head) folioPincountAdd(pfn, 1);
-        else atomic.add<i32>(ra, GUP_PIN_COUNTING_BIAS - 1);
         pinAcquired++;
       }
     }

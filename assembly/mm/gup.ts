@@ -20,7 +20,8 @@
  *   host's migration step.
  *
  * The call's state is in gup-call.ts, the grab and the checks after it in gup-grab.ts,
- * GUP-fast's PTE loop in gup-fast.ts, the tests' race scripts in gup-race.ts.
+ * GUP-fast's PTE loop in gup-fast.ts, the slow path's in gup-locked.ts, the tests' race
+ * scripts in gup-race.ts.
  */
 import {
   FOLL_WRITE, FOLL_GET, FOLL_PIN, FOLL_LONGTERM, GUPM_LOCKED, GUPM_RACE,
@@ -47,6 +48,7 @@ import {
 import { grab, leafChecks, writeAllowed } from "./gup-grab";
 import { race } from "./gup-race";
 import { ptesFast } from "./gup-fast";
+import { ptesLocked } from "./gup-locked";
 
 /** gupMaxPages - the most pages one gupRange call returns (the ring's f64 slots). */
 export function gupMaxPages(): u32 {
@@ -192,7 +194,7 @@ function walkRange(lv: u64, end: u64): void {
       }
       const next = <u32>next64;
       if (level == 2) {
-        ok = (fl & GUPM_LOCKED) == 0 && races == 0 ? ptesFast(next, ea, e, lv, to) : ptes(next, ea, e, lv, to, first);
+        ok = races != 0 ? ptes(next, ea, e, lv, to, first) : (fl & GUPM_LOCKED) != 0 ? ptesLocked(next, lv, to) : ptesFast(next, ea, e, lv, to);
         if (!ok) return;
         lv = to;
         break;
