@@ -21,7 +21,7 @@ import { gupPutFolio } from "./unpin";
 import {
   NONE, SPECIAL, fl, pkru, out, taken, grabs, loads, stopWhy, pinAcquired, zoneKindOf, longtermPinnable, tableBytes, p2pdmaRefused,
 } from "./gup-call";
-import { grab } from "./gup-grab";
+import { grab, refTryAdd } from "./gup-grab";
 
 /**
  * ptesFast - gup_fast_pte_range without the race script: the same checks as ptes() in the
@@ -91,16 +91,7 @@ export function ptesFast(t: u32, pmdAddr: usize, pmd: u64, lv: u64, end: u64): b
       // folio_try_get then folio_ref_add, with the same end state); a head takes 1 and a pincount.
       const add: i32 = pin && (pf & PG_head) == 0 ? GUP_PIN_COUNTING_BIAS : 1;
       const ra = fa + FRAME_REFCOUNT;
-      let old = atomic.load<i32>(ra);
-      let ok = false;
-      while (old > 0 && old <= 0x7fff_ffff - GUP_PIN_COUNTING_BIAS) {
-        const seen = atomic.cmpxchg<i32>(ra, old, old + add);
-        if (seen == old) {
-          ok = true;
-          break;
-        }
-        old = seen;
-      }
+      let ok = refTryAdd(ra, add);
       if (ok && (atomic.load<u32>(fa + FRAME_FLAGS) & PG_tail) != 0) {
         folioPut(pfn, add); // became a tail under us: the slow way
         ok = false;

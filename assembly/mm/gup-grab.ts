@@ -37,6 +37,22 @@ export function tryGetFolio(pfn: u32, refs: i32): u32 {
 }
 
 /**
+ * refTryAdd - folio_try_get on the refcount at @ra of a page GUP found by its PTE: add @add
+ * unless the count is zero (being freed) or too close to overflow for a pin. The caller then
+ * checks the page is still the folio it took.
+ */
+// @ts-ignore: decorator
+@inline export function refTryAdd(ra: usize, add: i32): bool {
+  let old = atomic.load<i32>(ra);
+  while (old > 0 && old <= 0x7fff_ffff - GUP_PIN_COUNTING_BIAS) {
+    const seen = atomic.cmpxchg<i32>(ra, old, old + add);
+    if (seen == old) return true;
+    old = seen;
+  }
+  return false;
+}
+
+/**
  * grab - take @refs references (FOLL_GET) or pins (FOLL_PIN) on the folio of @pfn, as
  * try_grab_folio_fast does (GUP-fast) or try_grab_folio (slow path, where the page table
  * lock guarantees a live folio). Returns the head, or NONE with stopWhy set.

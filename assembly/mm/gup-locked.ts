@@ -19,7 +19,7 @@ import { P, RW, D, ptePfn } from "../mmu/pte";
 import { folioHead, folioPut, folioPincountAdd, pageFlagsUpdate } from "./page";
 import { gupPutFolio } from "./unpin";
 import { NONE, SPECIAL, fl, pkru, out, taken, grabs, loads, stopWhy, unpinnable, pinAcquired, tableBytes, p2pdmaRefused, accessPermitted } from "./gup-call";
-import { grab, tryGetFolio, writeAllowed } from "./gup-grab";
+import { grab, refTryAdd, tryGetFolio, writeAllowed } from "./gup-grab";
 
 /**
  * ptesLocked - ptes() for the slow path: pages [@lv, @end) of the PTE table @t. False once
@@ -109,16 +109,7 @@ export function ptesLocked(t: u32, lv: u64, end: u64): bool {
       g++;
       const add: i32 = pin ? GUP_PIN_COUNTING_BIAS : 1;
       const ra = fa + FRAME_REFCOUNT;
-      let old = atomic.load<i32>(ra);
-      let ok = false;
-      while (old > 0 && old <= 0x7fff_ffff - GUP_PIN_COUNTING_BIAS) {
-        const seen = atomic.cmpxchg<i32>(ra, old, old + add);
-        if (seen == old) {
-          ok = true;
-          break;
-        }
-        old = seen;
-      }
+      const ok = refTryAdd(ra, add);
       if (!ok) {
         why = GUP_STOP_GRAB;
         break;

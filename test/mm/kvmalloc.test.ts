@@ -17,7 +17,7 @@ describe("kvcalloc / kvfree", () => {
     const h = m.kernel.kheap;
     expect(h.end - h.base).toBe(65536);
     const a = h.kvcalloc(1024); // 8 KiB
-    const b = h.kvcalloc(1000); // 8000 bytes, rounded to 8000 -> 8000 is a multiple of 64
+    const b = h.kvcalloc(1000); // 8000 bytes: a whole number of 64-byte granules
     const c = h.kvcalloc(10);
     expect([h.holds(a), h.holds(b), h.holds(c)]).toEqual([true, true, true]);
     expect(a.byteOffset).toBe(h.base);
