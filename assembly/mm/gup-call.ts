@@ -4,7 +4,7 @@
  */
 import {
   FOLL_WRITE, FOLL_GET, FOLL_PIN, FOLL_LONGTERM, FOLL_PCI_P2PDMA, FOLL_FORCE, FOLL_TOUCH,
-  FOLL_NOFAULT, GUPM_LOCKED, GUPM_FORCE_WRITE_OK, GUPM_COW_VMA, GUPM_RACE,
+  FOLL_NOFAULT, GUPM_LOCKED, GUPM_FORCE_WRITE_OK, GUPM_COW_VMA, GUPM_RACE, GUP_STOP_NONE,
 } from "../../src/abi/gup";
 import { HDR_ADDR, HDR_ZERO_PFN, ZONE_KIND, ZONE_START, ZONE_END } from "../../src/abi/header";
 import { FRAME_SIZE, FRAME_BACKING, ZONE_NORMAL, ZONE_P2PDMA } from "../../src/abi/frame";
@@ -92,6 +92,21 @@ export function p2pdmaRefusedSet(flags: u32): void {
 @inline export function emit(pfn: u32): void {
   store<f64>(out + (<usize>taken << 3), <f64>pfn);
   taken++;
+}
+
+/**
+ * ptesEnd - the end of a PTE loop that kept the call's counts in locals: store @n taken and
+ * @g grabs back, count the @read entries read (and the one that stopped the loop, if @why
+ * says it stopped). False if it stopped.
+ */
+// @ts-ignore: decorator
+@inline export function ptesEnd(n: u32, g: u32, read: u32, why: u32): bool {
+  taken = n;
+  grabs = g;
+  loads += read + (why != GUP_STOP_NONE ? 1 : 0);
+  if (why == GUP_STOP_NONE) return true;
+  stopWhy = why;
+  return false;
 }
 
 // @ts-ignore: decorator

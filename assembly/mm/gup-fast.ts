@@ -19,7 +19,7 @@ import { P, US, RW, PKEY_MASK, ptePfn } from "../mmu/pte";
 import { folioPut, folioPincountAdd, pageFlagsUpdate } from "./page";
 import { gupPutFolio } from "./unpin";
 import {
-  NONE, SPECIAL, fl, pkru, out, taken, grabs, loads, stopWhy, pinAcquired, zoneKindOf, longtermPinnable, tableBytes, p2pdmaRefused,
+  NONE, SPECIAL, fl, pkru, out, taken, grabs, stopWhy, pinAcquired, zoneKindOf, longtermPinnable, tableBytes, p2pdmaRefused, ptesEnd,
 } from "./gup-call";
 import { grab, refTryAdd } from "./gup-grab";
 
@@ -140,13 +140,6 @@ export function ptesFast(t: u32, pmdAddr: usize, pmd: u64, lv: u64, end: u64): b
     store<f64>(o + (<usize>n << 3), <f64>pfn);
     n++;
   }
-  taken = n;
-  grabs = g;
-  loads += <u32>(v - lv) + (why != GUP_STOP_NONE ? 1 : 0); // the entries read, the stopping one too
-  if (why != GUP_STOP_NONE) {
-    stopWhy = why;
-    return false;
-  }
-  return true;
+  return ptesEnd(n, g, <u32>(v - lv), why);
 }
 

@@ -18,7 +18,7 @@ import { frameFlags, pfnToZone, zone } from "../phys/frame";
 import { P, RW, D, ptePfn } from "../mmu/pte";
 import { folioHead, folioPut, folioPincountAdd, pageFlagsUpdate } from "./page";
 import { gupPutFolio } from "./unpin";
-import { NONE, SPECIAL, fl, pkru, out, taken, grabs, loads, stopWhy, unpinnable, pinAcquired, tableBytes, p2pdmaRefused, accessPermitted } from "./gup-call";
+import { NONE, SPECIAL, fl, pkru, out, taken, grabs, stopWhy, unpinnable, ptesEnd, pinAcquired, tableBytes, p2pdmaRefused, accessPermitted } from "./gup-call";
 import { grab, refTryAdd, tryGetFolio, writeAllowed } from "./gup-grab";
 
 /**
@@ -154,18 +154,11 @@ export function ptesLocked(t: u32, lv: u64, end: u64): bool {
           zOk = <i32>load<u32>(zp + ZONE_KIND) == ZONE_NORMAL;
         }
       }
-      if (!(pfn - zLo < zHi - zLo ? zOk : false) && pfn != zeroPfn) unp++;
+      if (!zOk && pfn != zeroPfn) unp++; // zOk is this page's zone's verdict now
     }
     store<f64>(o + (<usize>n << 3), <f64>pfn);
     n++;
   }
-  taken = n;
-  grabs = g;
   unpinnable = unp;
-  loads += <u32>(v - lv) + (why != GUP_STOP_NONE ? 1 : 0); // the entries read, the stopping one too
-  if (why != GUP_STOP_NONE) {
-    stopWhy = why;
-    return false;
-  }
-  return true;
+  return ptesEnd(n, g, <u32>(v - lv), why);
 }

@@ -65,11 +65,6 @@ export class Core {
   /** Every buffer object views were made on: a shared memory hands out a new one each time it grows. */
   readonly #bufs = new WeakSet<ArrayBufferLike>();
 
-  /** owns - whether @b is this core's memory, so the core can write a view on it in place. */
-  owns(b: ArrayBufferLike): boolean {
-    return this.#bufs.has(b);
-  }
-
   #kheap: [number, number] | undefined;
 
   /**

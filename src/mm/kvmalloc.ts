@@ -86,6 +86,6 @@ export class Kheap {
 
   /** holds - whether @a is a view on this heap (the core can write it in place). */
   holds(a: Float64Array): boolean {
-    return this.#core.owns(a.buffer) && a.byteOffset >= this.base && a.byteOffset + a.byteLength <= this.end;
+    return this.#core.kheapAddr(a, 0, a.length) !== 0;
   }
 }
