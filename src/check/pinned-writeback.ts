@@ -28,21 +28,24 @@ const LOG_CALLS = 1024;
 /** The frames of the logged calls share one pool of this many entries (no allocation per call). */
 const LOG_PAGES = 1 << 18;
 
-interface PinCall {
-  fn: string;
-  pid: number;
-  time: number;
-  /** Its frames: pool[off, off + n), written in lap @lap of the pool. */
-  off: number;
-  n: number;
-  lap: number;
-  /**
-   * -1: pool[off, off + n) are the call's frames. Otherwise the call took @pages pages from
-   * page @vpn, all in huge leaves, and pool[off + j] is the first frame of its j-th block.
-   */
-  vpn: number;
-  pages: number;
-  site: Error | null;
+/**
+ * The log of pin calls, one column per field (nothing is allocated per call): entry i took
+ * its frames into pool[off, off + n) in lap `lap` of the pool. vpn -1: those are the call's
+ * frames. Otherwise the call took `pages` pages from page vpn, all in huge leaves, and
+ * pool[off + j] is the first frame of its j-th 2 MiB-aligned block.
+ */
+class PinLog {
+  readonly fn: string[] = new Array<string>(LOG_CALLS).fill("");
+  readonly site: (Error | null)[] = new Array<Error | null>(LOG_CALLS).fill(null);
+  readonly pid = new Int32Array(LOG_CALLS);
+  readonly time = new Float64Array(LOG_CALLS);
+  readonly off = new Int32Array(LOG_CALLS);
+  readonly n = new Int32Array(LOG_CALLS);
+  readonly lap = new Int32Array(LOG_CALLS);
+  readonly vpn = new Float64Array(LOG_CALLS);
+  readonly pages = new Float64Array(LOG_CALLS);
+  /** Entries written (the newest LOG_CALLS are kept); entry i is at i % LOG_CALLS. */
+  count = 0;
 }
 
 /** Pages of a 2 MiB block: a huge leaf maps each one to consecutive frames. */
@@ -56,9 +59,8 @@ interface Cleaned {
 
 export class PinnedWritebackChecker extends Checker {
   readonly name = "pinned-writeback";
-  /** The newest LOG_CALLS pin calls, a ring: #log[#next] is the oldest once it is full. */
-  readonly #log: PinCall[] = [];
-  #next = 0;
+  /** The newest LOG_CALLS pin calls. */
+  readonly #log = new PinLog();
   readonly #pool = new Float64Array(LOG_PAGES);
   #poolAt = 0;
   #lap = 0;
@@ -71,24 +73,33 @@ export class PinnedWritebackChecker extends Checker {
    * leaves, so each 2 MiB-aligned block of the range maps to consecutive frames.
    */
   pinned(pid: number, fn: string, pages: PagesArray, n: number, vpn: number, huge: boolean): void {
-    let call: PinCall;
+    let off: number;
+    let len: number;
     if (huge) {
       const head = vpn % BLOCK;
-      const blocks = Math.min(Math.ceil((head + n) / BLOCK), LOG_PAGES);
-      const off = this.#reserve(blocks);
-      for (let j = 0; j < blocks; j++) this.#pool[off + j] = pages[j === 0 ? 0 : j * BLOCK - head]!;
-      call = this.#call(fn, pid, off, blocks, vpn, n);
+      len = Math.min(Math.ceil((head + n) / BLOCK), LOG_PAGES);
+      off = this.#reserve(len);
+      for (let j = 0; j < len; j++) this.#pool[off + j] = pages[j === 0 ? 0 : j * BLOCK - head]!;
     } else {
       // The last LOG_PAGES frames of a call larger than the pool.
-      const take = Math.min(n, LOG_PAGES);
-      const off = this.#reserve(take);
-      if (pages instanceof Float64Array) this.#pool.set(pages.subarray(n - take, n), off);
-      else for (let i = 0; i < take; i++) this.#pool[off + i] = pages[n - take + i]!;
-      call = this.#call(fn, pid, off, take, -1, take);
+      len = Math.min(n, LOG_PAGES);
+      off = this.#reserve(len);
+      if (pages instanceof Float64Array) this.#pool.set(pages.subarray(n - len, n), off);
+      else for (let i = 0; i < len; i++) this.#pool[off + i] = pages[n - len + i]!;
+      vpn = -1;
+      n = len;
     }
-    if (this.#log.length < LOG_CALLS) this.#log.push(call);
-    else this.#log[this.#next] = call;
-    this.#next = (this.#next + 1) % LOG_CALLS;
+    const log = this.#log;
+    const i = log.count++ % LOG_CALLS;
+    log.fn[i] = fn;
+    log.site[i] = this.sites ? new Error("pin") : null;
+    log.pid[i] = pid;
+    log.time[i] = this.k.clock.now;
+    log.off[i] = off;
+    log.n[i] = len;
+    log.lap[i] = this.#lap;
+    log.vpn[i] = vpn;
+    log.pages[i] = n;
   }
 
   /** Room for @n entries in the pool: their offset (a new lap when the pool's end is reached). */
@@ -102,18 +113,18 @@ export class PinnedWritebackChecker extends Checker {
     return off;
   }
 
-  #call(fn: string, pid: number, off: number, n: number, vpn: number, pages: number): PinCall {
-    return { fn, pid, time: this.k.clock.now, off, n, lap: this.#lap, vpn, pages, site: this.sites ? new Error("pin") : null };
-  }
-
-  /** Whether logged call @c took frame @pfn (its log entries are still in the pool). */
-  #took(c: PinCall, pfn: number): boolean {
-    if (c.vpn < 0) return this.#pool.subarray(c.off, c.off + c.n).indexOf(pfn) >= 0;
-    const head = c.vpn % BLOCK;
-    for (let j = 0; j < c.n; j++) {
+  /** Whether logged call @i took frame @pfn (its log entries are still in the pool). */
+  #took(i: number, pfn: number): boolean {
+    const log = this.#log;
+    const off = log.off[i]!;
+    const n = log.n[i]!;
+    const vpn = log.vpn[i]!;
+    if (vpn < 0) return this.#pool.subarray(off, off + n).indexOf(pfn) >= 0;
+    const head = vpn % BLOCK;
+    for (let j = 0; j < n; j++) {
       const first = j === 0 ? 0 : j * BLOCK - head; // index in the call's pages of block j's first page
-      const len = Math.min(c.pages, (j + 1) * BLOCK - head) - first;
-      const d = pfn - this.#pool[c.off + j]!;
+      const len = Math.min(log.pages[i]!, (j + 1) * BLOCK - head) - first;
+      const d = pfn - this.#pool[off + j]!;
       if (d >= 0 && d < len) return true;
     }
     return false;
@@ -121,13 +132,14 @@ export class PinnedWritebackChecker extends Checker {
 
   /** The newest logged pin call that took frame @pfn. */
   #pinSite(pfn: number): CallSite | undefined {
-    const n = this.#log.length;
-    for (let j = 1; j <= n; j++) {
-      const c = this.#log[(this.#next - j + n) % n]!;
+    const log = this.#log;
+    for (let c = log.count - 1; c >= 0 && c >= log.count - LOG_CALLS; c--) {
+      const i = c % LOG_CALLS;
       // Still in the pool: written in this lap, or in the last one and not yet overwritten.
-      const kept = c.lap === this.#lap || (c.lap === this.#lap - 1 && c.off >= this.#poolAt);
-      if (kept && this.#took(c, pfn)) {
-        return { fn: c.fn, pid: c.pid, time: c.time, stack: userFrames(c.site) };
+      const lap = log.lap[i]!;
+      const kept = lap === this.#lap || (lap === this.#lap - 1 && log.off[i]! >= this.#poolAt);
+      if (kept && this.#took(i, pfn)) {
+        return { fn: log.fn[i]!, pid: log.pid[i]!, time: log.time[i]!, stack: userFrames(log.site[i]!) };
       }
     }
     return undefined;
