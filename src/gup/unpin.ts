@@ -9,12 +9,12 @@
  * nothing is released.
  * @module
  */
-import * as F from "../abi/frame.js";
 import * as G from "../abi/gup.js";
 import * as H from "../abi/header.js";
 import { DmaError } from "../errors.js";
 import type { Core } from "../core/core.js";
 import type { Machine } from "../machine.js";
+import { maybeDmaPinned } from "../mm/page.js";
 import type { PagesArray } from "./range.js";
 
 /** What the last unpinFrames did. */
@@ -152,11 +152,12 @@ export function putPage(m: Machine, pfn: number): void {
  * ordinary references also reach (a false positive; never a false negative).
  */
 export function folioMaybeDmaPinned(m: Machine, pfn: number): boolean {
-  const page = m.page(pfn);
-  const head = page.head ?? pfn;
-  const h = head === pfn ? page : m.page(head);
-  if (h.flags.includes("head")) return h.pincount > 0;
-  return h.refcount >= F.GUP_PIN_COUNTING_BIAS;
+  const core = m.core;
+  const nr = core.hdr(H.HDR_NR_FRAMES);
+  if (!Number.isSafeInteger(pfn) || pfn < 0 || pfn >= nr) {
+    throw new DmaError("EINVAL", `folioMaybeDmaPinned: pfn ${pfn} is not a frame of this machine (0..${nr - 1})`, { arg: "pfn" });
+  }
+  return maybeDmaPinned(core, core.hdr(H.HDR_FRAMES_BASE), pfn);
 }
 
 /** pageMaybeDmaPinned - page_maybe_dma_pinned: folioMaybeDmaPinned of the page's folio. */

@@ -69,3 +69,15 @@ function entireMapcount(core: Core, frames: number, pfn: number, flags: number):
   if (head < 0) return 0;
   return core.i32[(frames + (head + 1) * F.FRAME_SIZE + F.FRAME_REFCOUNT) >>> 2]!;
 }
+
+/**
+ * folio_maybe_dma_pinned for frame @pfn (already known to be a frame) in the frame metadata
+ * at @frames: a large folio's pincount, or a small one's refcount >= GUP_PIN_COUNTING_BIAS.
+ */
+export function maybeDmaPinned(core: Core, frames: number, pfn: number): boolean {
+  const u32 = core.u32;
+  const w = (frames + pfn * F.FRAME_SIZE) >>> 2;
+  const hw = u32[w]! & F.PG_tail ? (frames + u32[w + F.FRAME_MAPPING / 4]! * F.FRAME_SIZE) >>> 2 : w;
+  if (u32[hw]! & F.PG_head) return u32[hw + F.FRAME_SIZE / 4 + F.FRAME_INDEX / 4]! > 0;
+  return core.i32[hw + F.FRAME_REFCOUNT / 4]! >= F.GUP_PIN_COUNTING_BIAS;
+}

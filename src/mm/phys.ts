@@ -70,7 +70,8 @@ export class Phys {
 
   /** zoneOf - the name of the zone holding @pfn, or null. */
   zoneOf(pfn: number): ZoneName | null {
-    return this.#ranges.find((z) => pfn >= z.startPfn && pfn < z.endPfn)?.name ?? null;
+    for (const z of this.#ranges) if (pfn >= z.startPfn && pfn < z.endPfn) return z.name;
+    return null;
   }
 
   #zonelist(opts: AllocOptions): number {

@@ -20,6 +20,8 @@
  * @module
  */
 import * as F from "../abi/frame.js";
+import * as H from "../abi/header.js";
+import { maybeDmaPinned } from "./page.js";
 import * as X from "../abi/x86.js";
 import type { Inode } from "../fs/inode.js";
 import type { Kernel } from "./kernel.js";
@@ -54,9 +56,7 @@ export function folioMkclean(k: Kernel, pfn: number): boolean {
 
 /** folio_maybe_dma_pinned: a large folio's pincount, or a small one's refcount >= 1024. */
 export function folioMaybeDmaPinned(k: Kernel, pfn: number): boolean {
-  const head = k.folioOf(pfn);
-  if (k.flagsOf(head) & F.PG_head) return k.pincountOf(head) > 0;
-  return k.refcountOf(head) >= F.GUP_PIN_COUNTING_BIAS;
+  return maybeDmaPinned(k.core, k.core.hdr(H.HDR_FRAMES_BASE), pfn);
 }
 
 export interface WritebackResult {
