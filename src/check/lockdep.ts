@@ -117,9 +117,11 @@ export class Lockdep extends Checker {
 
   /** lock_release of the newest hold of @cls. */
   release(cls: string): void {
-    for (let i = this.held.length - 1; i >= 0; i--) {
+    const last = this.held.length - 1;
+    for (let i = last; i >= 0; i--) {
       if (this.held[i]!.cls !== cls) continue;
-      this.held.splice(i, 1);
+      if (i === last) this.held.pop();
+      else this.held.splice(i, 1);
       return;
     }
   }

@@ -72,7 +72,9 @@ export class Core {
    * kernel heap (src/mm/kvmalloc.ts), where the core may write them in place; else 0.
    */
   kheapAddr(a: Float64Array | number[], off: number, n: number): number {
-    if (!(a instanceof Float64Array) || !this.#bufs.has(a.buffer)) return 0;
+    if (!(a instanceof Float64Array)) return 0;
+    const b = a.buffer;
+    if (b !== this.#buf && !this.#bufs.has(b)) return 0;
     this.#kheap ??= [this.hdr(H.HDR_KHEAP_BASE), this.hdr(H.HDR_KHEAP_BASE) + this.hdr(H.HDR_KHEAP_BYTES)];
     const at = a.byteOffset + off * 8;
     return at >= this.#kheap[0] && at + n * 8 <= this.#kheap[1] && off + n <= a.length ? at : 0;

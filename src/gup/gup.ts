@@ -3,7 +3,8 @@
  *
  * - The *Fast variants run GUP-fast in the core (no mmap_lock) and hand the rest of the range
  *   to the slow path, as gup_fast_fallback does; getUserPagesFastOnly never falls back.
- * - The slow path (__get_user_pages) holds mmap_lock for read, checks each VMA
+ * - The slow path (__get_user_pages) holds mmap_lock (the caller's if it holds it, else for
+ *   read), checks each VMA
  *   (check_vma_flags), takes present pages in the core a batch at a time (follow_page_mask),
  *   and faults in what is missing, not writable or must be unshared, then goes on.
  * - FOLL_LONGTERM pins go through __gup_longterm_locked: pages in MOVABLE or CMA are unpinned,
@@ -40,6 +41,8 @@ interface CallRecord {
 }
 
 const st = newGupRangeStats();
+/** The pages array of a call that takes none (get_user_pages without pages faults in only). */
+const NO_PAGES = new Float64Array(0);
 
 /** The FOLL_* flags the core acts on (the rest are the host's business). */
 const CORE_FOLL =
@@ -189,26 +192,40 @@ function getUserPagesLocked(mm: MmStruct, vpn0: number, nr: number, flags: numbe
 
 /**
  * gupLongtermLocked - __gup_longterm_locked: the slow path, and for FOLL_LONGTERM the
- * migrate-and-retry loop (with PF_MEMALLOC_PIN, so new pages come from NORMAL).
+ * migrate-and-retry loop (with PF_MEMALLOC_PIN, so new pages come from NORMAL). mmap_lock held.
  */
 function gupLongtermLocked(p: Process, vpn: number, nr: number, flags: number, pages: PagesArray, off: number, rec: CallRecord): number {
   const mm = p.mm;
   const k = p.kernel;
-  return mm.mmapLock.with("read", `pid ${p.pid} ${rec.fn}`, () => {
-    if (flags & G.FOLL_PIN) mm.hasPinned = true;
-    if (!(flags & G.FOLL_LONGTERM)) return getUserPagesLocked(mm, vpn, nr, flags, pages, off, rec);
-    k.memallocPin++;
-    try {
-      for (let round = 0; ; round++) {
-        rec.unpinnable = 0;
-        rec.hugeSlow = 0;
-        const n = getUserPagesLocked(mm, vpn, nr, flags, pages, off, rec);
-        if (rec.unpinnable === 0 || checkAndMigrateMovablePages(k, pages, off, n, round) === "ok") return n;
-      }
-    } finally {
-      k.memallocPin--;
+  // mm_set_has_pinned_flag: tested first, so a pinning mm's flags are not written every call.
+  if (flags & G.FOLL_PIN && !mm.hasPinned) mm.hasPinned = true;
+  if (!(flags & G.FOLL_LONGTERM)) return getUserPagesLocked(mm, vpn, nr, flags, pages, off, rec);
+  k.memallocPin++;
+  try {
+    for (let round = 0; ; round++) {
+      rec.unpinnable = 0;
+      rec.hugeSlow = 0;
+      const n = getUserPagesLocked(mm, vpn, nr, flags, pages, off, rec);
+      if (rec.unpinnable === 0 || checkAndMigrateMovablePages(k, pages, off, n, round) === "ok") return n;
     }
-  });
+  } finally {
+    k.memallocPin--;
+  }
+}
+
+/**
+ * gupSlow - the slow path of a call, with mmap_lock: the caller's when it holds it (the
+ * kernel's get_user_pages and pin_user_pages require that), else taken for read around
+ * the walk (as get_user_pages_unlocked does). Without @pages the pages are only faulted in.
+ */
+function gupSlow(p: Process, vpn: number, nr: number, flags: number, pages: PagesArray | undefined, off: number, rec: CallRecord): number {
+  const lock = p.mm.mmapLock;
+  const h = lock.held ? null : lock.lock("read", `pid ${p.pid} ${rec.fn}`);
+  try {
+    return pages ? gupLongtermLocked(p, vpn, nr, flags, pages, off, rec) : populate(p.mm, vpn, nr, flags, rec);
+  } finally {
+    if (h) lock.unlock(h);
+  }
 }
 
 /** The end of an entry point: its trace event, counters, and the checkers' pin log. */
@@ -230,18 +247,23 @@ function finish(p: Process, name: string, start: Address, vpn: number, nrPages: 
   }
 }
 
-/** Run @fn as entry point @name: its call cost, then finish(). */
-function entry(p: Process, name: string, start: Address, vpn: number, nrPages: number, flags: number, pages: PagesArray, fn: (rec: CallRecord) => number): number {
+/**
+ * The whole of getUserPages and pinUserPages after their arguments are checked: the call's
+ * cost, the slow path, then finish(). EFAULT when no page was taken (unless FOLL_NOWAIT).
+ */
+function slowEntry(p: Process, name: string, start: Address, vpn: number, nrPages: number, flags: number, pages: PagesArray | undefined): number {
   const k = p.kernel;
   const ts = k.clock.now;
   k.clock.advance(k.costs.gupCall.ns);
   const rec: CallRecord = { fn: name, fast: 0, faults: 0, stop: G.GUP_STOP_NONE, unpinnable: 0, hugeFast: 0, hugeSlow: 0 };
   let got = 0;
   try {
-    got = fn(rec);
+    if (nrPages === 0) return 0;
+    got = gupSlow(p, vpn, nrPages, flags, pages, 0, rec);
+    if (got === 0 && !(flags & G.FOLL_NOWAIT)) throw efault(`${name}: no page ${flags & G.FOLL_PIN ? "pinned" : "taken"}`);
     return got;
   } finally {
-    finish(p, name, start, vpn, nrPages, flags, pages, got, rec, ts);
+    finish(p, name, start, vpn, nrPages, flags, pages ?? NO_PAGES, got, rec, ts);
   }
 }
 
@@ -273,7 +295,7 @@ function gupFastFallback(p: Process, name: string, start: Address, nrPages: numb
   const rec: CallRecord = { fn: name, fast, faults: 0, stop: st.stop, unpinnable: 0, hugeFast: st.hugePages, hugeSlow: 0 };
   let got = fast;
   try {
-    got += gupLongtermLocked(p, vpn + fast, nrPages - fast, flags | G.FOLL_TOUCH | G.FOLL_UNLOCKABLE, pages, fast, rec);
+    got += gupSlow(p, vpn + fast, nrPages - fast, flags | G.FOLL_TOUCH | G.FOLL_UNLOCKABLE, pages, fast, rec);
   } catch (e) {
     if (!(fast > 0 && e instanceof DmaError)) throw e;
   } finally {
@@ -321,7 +343,9 @@ export function pinUserPagesFast(p: Process, start: Address, nrPages: number, gu
 
 /**
  * getUserPages - get_user_pages: the slow path under mmap_lock (FOLL_TOUCH), a reference
- * on each page when @pages is given; without it the pages are only faulted in.
+ * on each page when @pages is given; without it the pages are only faulted in. Call it with
+ * mmap_lock held, as the kernel requires; a caller that does not hold it has it taken for
+ * read around the call.
  */
 export function getUserPages(p: Process, start: Address, nrPages: number, gupFlags: GupFlags | number, pages?: PagesArray): number {
   alive(p, "getUserPages");
@@ -330,15 +354,7 @@ export function getUserPages(p: Process, start: Address, nrPages: number, gupFla
   if (f === null) throw new DmaError("EINVAL", `getUserPages: invalid gupFlags ${follNames(foll(gupFlags))}`, { arg: "gupFlags" });
   if (pages) f |= G.FOLL_GET;
   const vpn = gupRangeArgs(p.kernel, start, nrPages, "getUserPages");
-  const out = pages ?? new Float64Array(nrPages);
-  return entry(p, "getUserPages", start, vpn, nrPages, f, out, (rec) => {
-    if (nrPages === 0) return 0;
-    const ff = f;
-    const got = p.mm.mmapLock.with("read", `pid ${p.pid} getUserPages`, () =>
-      pages ? getUserPagesLocked(p.mm, vpn, nrPages, ff, out, 0, rec) : populate(p.mm, vpn, nrPages, ff, rec));
-    if (got === 0 && !(f & G.FOLL_NOWAIT)) throw efault("getUserPages: no page taken");
-    return got;
-  });
+  return slowEntry(p, "getUserPages", start, vpn, nrPages, f, pages);
 }
 
 /** Fault in [vpn, vpn + nr) without taking references (get_user_pages with pages == NULL). */
@@ -361,8 +377,9 @@ function releaseFrames(k: Kernel, pfns: Float64Array, n: number): void {
 }
 
 /**
- * pinUserPages - pin_user_pages: pin each page through the slow path under mmap_lock;
- * FOLL_LONGTERM pins migrate pages out of MOVABLE and CMA first. Invalid flag combinations
+ * pinUserPages - pin_user_pages: pin each page through the slow path under mmap_lock (the
+ * caller's, or taken for read around the call as for getUserPages); FOLL_LONGTERM pins
+ * migrate pages out of MOVABLE and CMA first. Invalid flag combinations
  * return 0, as the kernel's does (after a warning, in the trace as gup.invalid_args).
  */
 export function pinUserPages(p: Process, start: Address, nrPages: number, gupFlags: GupFlags | number, pages: PagesArray): number {
@@ -374,12 +391,7 @@ export function pinUserPages(p: Process, start: Address, nrPages: number, gupFla
     return 0;
   }
   const vpn = gupRangeArgs(p.kernel, start, nrPages, "pinUserPages");
-  return entry(p, "pinUserPages", start, vpn, nrPages, f, pages, (rec) => {
-    if (nrPages === 0) return 0;
-    const got = gupLongtermLocked(p, vpn, nrPages, f, pages, 0, rec);
-    if (got === 0 && !(f & G.FOLL_NOWAIT)) throw efault("pinUserPages: no page pinned");
-    return got;
-  });
+  return slowEntry(p, "pinUserPages", start, vpn, nrPages, f, pages);
 }
 
 export type { GupRangeStats };

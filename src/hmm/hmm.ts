@@ -137,7 +137,7 @@ export function hmmRangeFault(range: HmmRange): void {
   if (!(range.hmmPfns instanceof BigUint64Array) || range.hmmPfns.length < end - first) {
     throw new DmaError("EINVAL", `hmmRangeFault: hmmPfns must be a BigUint64Array of at least ${end - first} entries`, { arg: "range.hmmPfns" });
   }
-  if (!mm.mmapLock.holders.length) throw new DmaError("EINVAL", "hmmRangeFault: the mmap lock is not held (mmap_assert_locked)", { arg: "range" });
+  if (!mm.mmapLock.held) throw new DmaError("EINVAL", "hmmRangeFault: the mmap lock is not held (mmap_assert_locked)", { arg: "range" });
   const k = mm.kernel;
   let last = first;
   for (;;) {

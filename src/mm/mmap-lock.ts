@@ -28,15 +28,24 @@ export class RwSemaphore {
   readonly holders: LockHolder[] = [];
   readonly waiters: LockHolder[] = [];
   readonly #watch: () => LockWatcher | null;
+  /** What might_sleep names for each mode (built once: every fault and GUP call locks). */
+  readonly #down: Record<LockMode, string>;
+  #writers = 0;
 
   constructor(name: string, cls = name, watch: () => LockWatcher | null = () => null) {
     this.name = name;
     this.cls = cls;
     this.#watch = watch;
+    this.#down = { read: `down_read(${cls})`, write: `down_write(${cls})` };
   }
 
   get writeLocked(): boolean {
-    return this.holders.some((h) => h.mode === "write");
+    return this.#writers > 0;
+  }
+
+  /** Whether anyone holds it (mmap_assert_locked: the emulator's one thread of control is the caller). */
+  get held(): boolean {
+    return this.holders.length > 0;
   }
 
   /** Whether @mode could be taken now. */
@@ -46,7 +55,7 @@ export class RwSemaphore {
 
   /** Take the lock; EDEADLK if it is held incompatibly (a single thread would wait forever). */
   lock(mode: LockMode, who: string): LockHolder {
-    this.#watch()?.mightSleep(who, `${mode === "read" ? "down_read" : "down_write"}(${this.cls})`);
+    this.#watch()?.mightSleep(who, this.#down[mode]);
     return this.#take(mode, who);
   }
 
@@ -63,13 +72,17 @@ export class RwSemaphore {
     this.#watch()?.acquire(this.cls, who);
     const h = { mode, who };
     this.holders.push(h);
+    if (mode === "write") this.#writers++;
     return h;
   }
 
   unlock(h: LockHolder): void {
-    const i = this.holders.indexOf(h);
+    const last = this.holders.length - 1;
+    const i = this.holders[last] === h ? last : this.holders.indexOf(h);
     if (i < 0) throw new DmaError("EINVAL", `${this.name}: unlock by ${h.who}, who does not hold it`);
-    this.holders.splice(i, 1);
+    if (i === last) this.holders.pop();
+    else this.holders.splice(i, 1);
+    if (h.mode === "write") this.#writers--;
     this.#watch()?.release(this.cls);
   }
 

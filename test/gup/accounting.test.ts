@@ -10,7 +10,7 @@ import {
   folioMaybeDmaPinned, getUserPages, getUserPagesFast, pageMaybeDmaPinned, pinUserPages, pinUserPagesFast,
   putPage, releasePages, unpinUserPage, unpinUserPages,
 } from "../../src/index.js";
-import { buffer, counts, framesOf, gupMachine, mmap, PAGE } from "./gup-helpers.js";
+import { buffer, code, counts, framesOf, gupMachine, mmap, PAGE } from "./gup-helpers.js";
 
 describe("FOLL_GET and FOLL_PIN on small folios", () => {
   it("GET adds 1 per page, PIN adds 1024, and each release takes exactly that back", async () => {
@@ -130,5 +130,31 @@ describe("the shared zero page", () => {
     expect(pinUserPagesFast(p, a, 1, { write: true }, pages)).toBe(1);
     expect(pages[0]).not.toBe(zero);
     expect(counts(m, pages[0]!)).toEqual({ ref: 1025, map: 1, pin: 0 });
+  });
+});
+
+describe("mmap_lock: get_user_pages and pin_user_pages are called with it held (mmap_assert_locked)", () => {
+  it("the slow path runs under the caller's hold, faulting pages in; without one it is taken for read and dropped, also on failure", async () => {
+    const m = await gupMachine();
+    const p = m.spawn();
+    const a = mmap(p, { length: 8 * PAGE }); // never touched: the slow path faults every page in
+    const lock = p.mm.mmapLock;
+    const pages = new Float64Array(4);
+    const h = lock.lock("write", "a driver's mmap handler"); // held for write, as mmap_assert_locked accepts
+    expect(pinUserPages(p, a, 4, { write: true }, pages)).toBe(4);
+    expect(lock.holders).toEqual([h]); // the caller's hold is untouched: no second hold, none dropped
+    lock.unlock(h);
+    expect(Array.from(pages)).toEqual(framesOf(p, a, 4));
+    expect(pages.every((f) => folioMaybeDmaPinned(m, f))).toBe(true);
+    unpinUserPages(m, pages, 4);
+    // No hold: taken for read around the walk and released.
+    expect(getUserPages(p, a + 4 * PAGE, 4, {}, pages)).toBe(4);
+    expect(lock.held).toBe(false);
+    releasePages(m, pages, 4);
+    const hole = mmap(p, { length: PAGE });
+    p.munmap(hole, PAGE);
+    expect(code(() => pinUserPages(p, hole, 1, {}, pages))).toBe("EFAULT:start");
+    expect(lock.held).toBe(false);
+    expect(framesOf(p, a, 8).every((f) => counts(m, f).ref === 1)).toBe(true);
   });
 });
