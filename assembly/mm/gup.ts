@@ -144,13 +144,18 @@ function hugeLeaf(ea: usize, e: u64, level: u32, lv: u64, end: u64, first: u64):
   let at = out + (<usize>taken << 3);
   const stopAt = at + (<usize>nr << 3);
   let f = <f64>pfn;
-  while (at + 32 <= stopAt) {
-    store<f64>(at, f);
-    store<f64>(at, f + 1.0, 8);
-    store<f64>(at, f + 2.0, 16);
-    store<f64>(at, f + 3.0, 24);
-    f += 4.0;
-    at += 32;
+  if (at + 32 <= stopAt) {
+    let v0 = f64x2(f, f + 1.0);
+    let v1 = f64x2(f + 2.0, f + 3.0);
+    const four = f64x2.splat(4.0);
+    while (at + 32 <= stopAt) {
+      v128.store(at, v0);
+      v128.store(at, v1, 16);
+      v0 = f64x2.add(v0, four);
+      v1 = f64x2.add(v1, four);
+      at += 32;
+    }
+    f = f64x2.extract_lane(v0, 0);
   }
   while (at < stopAt) {
     store<f64>(at, f);
