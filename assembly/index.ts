@@ -33,7 +33,7 @@ export { ptProtect } from "./mmu/protect";
 export { ptepGet, ptepSet, ptepRange, ptepRangeMax } from "./mmu/ptep";
 export { pcieRoute, pcieRouteMax } from "./pcie/route";
 export { iommuSetDevice, iommuSetPasid } from "./iommu/devtab";
-export { iommuTranslate, iommuTranslateMax } from "./iommu/translate";
+export { iommuTranslate, iommuTranslateMax, iommuTranslateIovas, iommuTranslateIovasMax } from "./iommu/translate";
 export { iotlbInvalidate } from "./iommu/iotlb";
 export { atcInvalidate } from "./iommu/atc";
 export { iommuDma } from "./iommu/dma";

@@ -105,6 +105,7 @@ export const REG_IO_FAULTS = 32;
 export const REG_IO_STALE = 36;
 export const REG_ATS_REQS = 40; // translation requests ATS devices sent (their ATC missed)
 export const REG_IO_UNHELD = 44; // DMA pages that hit a frame nobody holds
+export const REG_IO_STOP = 48; // i32: the fault that stopped iommuTranslateIovas (0: none did)
 
 /* iotlbInvalidate granularity (VT-d IOTLB invalidate descriptor, PASID-based for PASIDs). */
 export const IOTLB_INV_PAGE = 0; // domain + PASID + page range

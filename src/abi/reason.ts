@@ -46,3 +46,6 @@ export const R_PASID = 38; // PASID out of range, or no entry for it (arg: the P
 export const R_PASID_FULL = 39; // the device's PASID entries are all in use
 export const R_ROOT_DEVICE = 40; // an IOMMU device-table or PASID entry walks the root (arg: the device)
 export const R_OUT = 41; // an output array that is not 8-byte aligned inside the kernel heap (arg: its address)
+export const R_IOVAS = 42; // an input array of IOVAs that is not 8-byte aligned inside the kernel heap (arg: its address)
+export const R_PAS = 43; // an output array of addresses not 8-byte aligned inside the kernel heap, or overlapping the input (arg: its address)
+export const R_IOVA = 44; // an IOVA that is not an integer in [0, 2^64) (arg: its index)

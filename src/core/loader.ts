@@ -35,6 +35,8 @@ export interface CoreExports {
   iommuSetPasid(dev: number, pasid: number, domain: number, root: number): number;
   iommuTranslate(n: number, flags: number): number;
   iommuTranslateMax(): number;
+  iommuTranslateIovas(dev: number, pasid: number, access: number, flags: number, n: number, inAddr: number, outAddr: number): number;
+  iommuTranslateIovasMax(): number;
   iotlbInvalidate(domain: number, pasid: number, vpn: number, npages: number, gran: number): number;
   atcInvalidate(dev: number, pasid: number, vpn: number, npages: number, allPasids: number): number;
   iommuDma(n: number, flags: number): number;
@@ -72,7 +74,7 @@ const EXPORTS: readonly (keyof CoreExports)[] = [
   "folioRef", "pageMapcount", "folioEntireMapcount", "folioPincount", "pageFlags", "pageSetMapping",
   "copyHighpage", "splitHugePmd", "swapOut", "swapIn", "swapPut", "swapCount", "gupRange", "gupMaxPages",
   "unpinPages", "ptepRange", "ptepRangeMax", "pcieRoute", "pcieRouteMax",
-  "iommuSetDevice", "iommuSetPasid", "iommuTranslate", "iommuTranslateMax", "iotlbInvalidate", "atcInvalidate", "iommuDma",
+  "iommuSetDevice", "iommuSetPasid", "iommuTranslate", "iommuTranslateMax", "iommuTranslateIovas", "iommuTranslateIovasMax", "iotlbInvalidate", "atcInvalidate", "iommuDma",
 ];
 
 /** Where the build puts the core, relative to this file in src/ and in dist/ alike. */

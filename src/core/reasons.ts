@@ -53,6 +53,9 @@ const WHY = new Map<number, Why>([
   [R.R_PASID_FULL, { arg: "pasid", text: (n) => `all ${n} PASID entries of the device are in use` }],
   [R.R_ROOT_DEVICE, { arg: "pgd", text: (d) => `IOMMU device ${d} translates through it (detach it first)` }],
   [R.R_OUT, { arg: "pages", text: (a) => `the output at ${a} is not 8-byte aligned inside the kernel heap` }],
+  [R.R_IOVAS, { arg: "iovas", text: (a) => `the input at ${a} is not 8-byte aligned inside the kernel heap` }],
+  [R.R_PAS, { arg: "pas", text: (a) => `the output at ${a} is not 8-byte aligned inside the kernel heap, or overlaps the input without being it` }],
+  [R.R_IOVA, { arg: "iovas", text: (i) => `iovas[${i}] is not an address (an integer in [0, 2^64))` }],
   [R.R_ROOT_IN_USE, { arg: "pgd", text: (c) => `CPU ${c} runs on it (write its CR3 first)` }],
 ]);
 

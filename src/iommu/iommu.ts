@@ -212,6 +212,55 @@ export class Iommu {
     return out;
   }
 
+  /**
+   * iommuTranslateIovas - translate @iovas[0..@opts.n) (byte addresses; default all) as
+   * @dev's requests with one PASID and access, writing the physical addresses to @pas, as a
+   * DMA engine walking a descriptor list does: the context is decoded once, and the first
+   * fault stops the list (`translated` entries were, `fault` says why the next was not).
+   * Arrays from `kernel.kheap.kvcalloc` are read and written in place; others go through
+   * the ring. Charged as iommuTranslate. EINVAL for a device not behind this IOMMU, a short
+   * @pas, or an entry that is not an address, with nothing translated.
+   */
+  iommuTranslateIovas(
+    dev: IommuDevice, iovas: Float64Array, pas: Float64Array,
+    opts: { n?: number; pasid?: number; access?: IoAccess; priv?: boolean; check?: boolean; nocache?: boolean } = {},
+  ): { translated: number; fault: IoFaultReason | null } {
+    const c = this.k.core;
+    if (this.devices[dev.rid] !== dev) throw einval("dev", `${dev.name} is not behind this IOMMU`);
+    if (!(iovas instanceof Float64Array)) throw einval("iovas", "must be a Float64Array");
+    if (!(pas instanceof Float64Array)) throw einval("pas", "must be a Float64Array");
+    const n = opts.n ?? iovas.length;
+    if (!Number.isSafeInteger(n) || n < 0 || n > iovas.length) throw einval("n", `${n} is not a count of iovas' ${iovas.length} entries`);
+    if (pas.length < n) throw einval("pas", `holds ${pas.length} entries, fewer than n (${n})`);
+    const flags = (opts.check ? IO.IOX_CHECK : 0) | (opts.nocache ? IO.IOX_NOCACHE : 0);
+    const access = accessBits(opts.access ?? "read", opts.priv ?? false);
+    const pasid = opts.pasid ?? 0;
+    const inAt = c.kheapAddr(iovas, 0, n);
+    const outAt = c.kheapAddr(pas, 0, n);
+    const max = inAt && outAt ? n : c.x.iommuTranslateIovasMax();
+    // More than one call: every entry is checked first, so a bad one changes nothing.
+    if (n > max) {
+      for (let i = 0; i < n; i++) {
+        const v = iovas[i]!;
+        if (!(v >= 0 && Number.isInteger(v))) throw einval("iovas", `iovas[${i}] is not an address (an integer in [0, 2^64))`);
+      }
+    }
+    const first = (c.ring + H.RING_ENTRY0) >>> 3;
+    let done = 0;
+    while (done < n || n === 0) {
+      const m = Math.min(max, n - done);
+      if (!inAt) c.f64.set(iovas.subarray(done, done + m), first);
+      const got = c.check(c.x.iommuTranslateIovas(dev.rid, pasid, access, flags, m, inAt && inAt + done * 8, outAt && outAt + done * 8), "iommuTranslateIovas");
+      if (!outAt) pas.set(c.f64Fresh.subarray(first, first + got), done);
+      const stop = c.reg32(IO.REG_IO_STOP);
+      this.account(got + (stop ? 1 : 0));
+      done += got;
+      if (stop) return { translated: done, fault: ioFault(stop) };
+      if (n === 0) break;
+    }
+    return { translated: done, fault: null };
+  }
+
   /** account - add the last batch's registers (@n requests) to the stats and charge them. */
   account(n: number): void {
     const c = this.k.core;

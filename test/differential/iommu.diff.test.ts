@@ -60,6 +60,7 @@ type Op =
   | { k: "pasid"; dev: number; pasid: number; domain: number; root: number; clear: boolean }
   | { k: "xlate"; reqs: DevReq[]; flags: number; tooMany: boolean; spoil: number }
   | { k: "again"; write: boolean; flags: number }
+  | { k: "iovas"; dev: number; pasid: number; acc: number; flags: number; reqs: DevReq[]; place: number; tooMany: boolean; spoil: number; again: boolean }
   | { k: "iotlbInv"; gran: number; domain: number; pasid: number; vpn: VpnSel; n: number }
   | { k: "atcInv"; dev: number; pasid: number; vpn: VpnSel; n: number; all: boolean }
   | { k: "dma"; reqs: DmaOp[]; flags: number; count: number; seed: number; spoil: number }
@@ -137,6 +138,12 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     domain: domainArb, root: rootArb,
   })),
   w(4, fc.record({ k: fc.constant("pasid" as const), dev: fc.oneof(w(4, fc.constant(0)), w(3, devArb)), pasid: fc.oneof(w(10, fc.constantFrom(...PASIDS)), w(1, fc.constantFrom(0, 0x100000))), domain: domainArb, root: rootArb, clear: fc.oneof(w(3, fc.constant(false)), w(1, fc.constant(true))) })),
+  w(6, fc.record({
+    k: fc.constant("iovas" as const), dev: devArb, pasid: reqPasidArb, acc: accArb, flags: flagsArb,
+    reqs: fc.array(devReqArb, { minLength: 0, maxLength: 16 }), place: fc.nat(2),
+    tooMany: fc.oneof(w(30, fc.constant(false)), w(1, fc.constant(true))), spoil: fc.oneof(w(24, fc.constant(0)), w(1, fc.integer({ min: 1, max: 4 }))),
+    again: fc.boolean(),
+  })),
   w(14, fc.record({ k: fc.constant("xlate" as const), reqs: fc.array(devReqArb, { minLength: 0, maxLength: 12 }), flags: flagsArb, tooMany: fc.oneof(w(40, fc.constant(false)), w(1, fc.constant(true))), spoil: spoilArb })),
   w(6, fc.record({ k: fc.constant("again" as const), write: fc.boolean(), flags: flagsArb })),
   w(4, fc.record({ k: fc.constant("iotlbInv" as const), gran: fc.oneof(w(12, fc.nat(3)), w(1, fc.constant(4))), domain: domainArb, pasid: pasidArb, vpn: vpnArb, n: nArb })),
@@ -157,6 +164,8 @@ interface Env {
   p2pIdx: number;
   halfPages: number;
   maxXlate: number;
+  /** iommuTranslateIovas through the ring: the most IOVAs (8 bytes each) the entry area holds. */
+  maxIovas: number;
 }
 
 interface World {
@@ -169,6 +178,8 @@ interface World {
   /** Each device's context entry as last programmed: [flags, type]. */
   devs: [number, number][];
   last: IoReq[];
+  /** The last IOVA list, with its device and PASID. */
+  lastIovas: { dev: number; pasid: number; iovas: number[] };
 }
 
 function vpnOf(env: Env, wd: World, sel: VpnSel, root = -1): number {
@@ -313,6 +324,19 @@ function step(d: IommuDriver, env: Env, wd: World, op: Op): unknown {
       wd.last = reqs;
       return d.iommuTranslate(reqs, op.flags);
     }
+    case "iovas": {
+      // One device's list of IOVAs (doubles: far ones round the same way on both sides), or
+      // the last list again with this op's access (cached entries it may not serve).
+      const l = op.again ? wd.lastIovas : { dev: op.dev, pasid: op.pasid, iovas: op.reqs.map((r) => {
+        const q = ioReq(env, wd, { ...r, dev: op.dev, pasid: op.pasid });
+        return q.hi * 2 ** 32 + q.lo;
+      }) };
+      wd.lastIovas = l;
+      const iovas = [...l.iovas];
+      if (op.tooMany) while (iovas.length <= env.maxIovas) iovas.push(iovas[0] ?? 0);
+      if (op.spoil && iovas.length) iovas[iovas.length >> 1] = [0, 1.5, -4096, NaN, 2 ** 64][op.spoil]!;
+      return d.iommuTranslateIovas(l.dev, l.pasid, op.acc, op.flags, iovas, op.place);
+    }
     case "again": {
       // The same requests again (as writes, maybe): ATC and IOTLB hits, LRU, D-bit re-walks.
       const reqs = wd.last.slice(0, env.maxXlate).map((q) => ({ ...q, access: op.write ? q.access | I.IOA_WRITE : q.access }));
@@ -380,7 +404,7 @@ function envOf(cfg: MachineConfig): Env {
   const p2p = cfg.zones[p2pIdx];
   return {
     cfg, movable: mov.startPfn, movableEnd: mov.startPfn + mov.pages, p2p: p2p?.startPfn ?? cfg.nrFrames, p2pPages: p2p?.pages ?? 0, p2pIdx,
-    halfPages: 2 ** ((cfg.levels === 5 ? 57 : 48) - 13), maxXlate: translateMax(cfg),
+    halfPages: 2 ** ((cfg.levels === 5 ? 57 : 48) - 13), maxXlate: translateMax(cfg), maxIovas: (cfg.ringEntries * 24) / 8,
   };
 }
 
@@ -396,6 +420,8 @@ function tally(op: Op, r: unknown): void {
   const add = (k: string) => outcomes.set(k, (outcomes.get(k) ?? 0) + 1);
   for (const x of (Array.isArray(r) ? r : [r]) as { rc: number; reason?: number; out?: number[][] }[]) {
     add(`${op.k}:${x.rc < 0 ? `err${x.rc}/${x.reason}` : "ok"}`);
+    if (op.k === "iovas" && x.rc >= 0) add(`iovas.${(x as { stop?: number }).stop ? `stopped${((x as unknown as { stop: number }).stop >>> 16)}` : "all"}`);
+    if (op.k === "iovas") continue;
     for (const o of x.out ?? []) {
       const st = o[0]!;
       if (op.k === "dma" || op.k === "burst") add(`${op.k}.${st === 0 ? "done" : st === I.IODS_MMIO ? "mmio" : st === I.IODS_P2P ? "p2p" : st < 0 ? `err${st}` : `fault${st >>> 16}`}${o[2] ? `.ev${o[2]}` : ""}`);
@@ -408,7 +434,7 @@ async function runSequence(cfg: MachineConfig, ops: Op[]): Promise<void> {
   const env = envOf(cfg);
   const core = await CoreIommuDriver.create(cfg);
   const ref = new RefIommuDriver(cfg);
-  const world = (): World => ({ roots: [], allocs: [], recent: new Map(), ctx: new Map(), devs: [], last: [] });
+  const world = (): World => ({ roots: [], allocs: [], recent: new Map(), ctx: new Map(), devs: [], last: [], lastIovas: { dev: 0, pasid: 0, iovas: [] } });
   const wc = world();
   const wr = world();
   // Start both with three IO page tables; devices 0 and 2 (with ATS) share domain 1, device

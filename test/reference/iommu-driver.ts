@@ -23,6 +23,12 @@ export interface IommuDriver extends Driver {
   iommuSetPasid(dev: number, pasid: number, domain: number, root: number): Result;
   /** rc, out: [status, pa] per request, counts: the batch's registers. */
   iommuTranslate(reqs: IoReq[], flags: number): Result;
+  /**
+   * rc (entries translated), out: their physical addresses, stop: the fault that stopped the
+   * list (0: none), counts. @place: 0 through the ring, 1 the kernel heap (input then output),
+   * 2 the kernel heap translated in place.
+   */
+  iommuTranslateIovas(dev: number, pasid: number, access: number, flags: number, iovas: number[], place: number): Result;
   iotlbInvalidate(domain: number, pasid: number, vpn: number, npages: number, gran: number): Result;
   atcInvalidate(dev: number, pasid: number, vpn: number, npages: number, allPasids: boolean): Result;
   /**
@@ -89,6 +95,19 @@ export class CoreIommuDriver extends CoreDriver implements IommuDriver {
       return [c.i32[(q + I.IOQ_STATUS) >>> 2]!, this.#u64(q + I.IOQ_PA)];
     });
     return { rc, out, counts: this.#counts() };
+  }
+  iommuTranslateIovas(dev: number, pasid: number, access: number, flags: number, iovas: number[], place: number): Result {
+    const c = this.core;
+    const heap = c.hdr(H.HDR_KHEAP_BASE);
+    const inAt = place === 0 ? 0 : heap;
+    const outAt = place === 0 ? 0 : place === 1 ? heap + iovas.length * 8 : heap;
+    const src = (inAt || c.ring + H.RING_ENTRY0) >>> 3;
+    if (place !== 0 || iovas.length <= Math.floor((this.cfg.ringEntries * H.RENT_SIZE) / 8)) c.f64.set(iovas, src);
+    const rc = c.x.iommuTranslateIovas(dev, pasid, access, flags, iovas.length, inAt, outAt);
+    if (rc < 0) return this.#fail(rc);
+    const dst = (outAt || c.ring + H.RING_ENTRY0) >>> 3;
+    const out = Array.from(c.f64.subarray(dst, dst + rc));
+    return { rc, out, stop: c.i32[(c.ring + I.REG_IO_STOP) >>> 2]!, counts: this.#counts() };
   }
   iotlbInvalidate(domain: number, pasid: number, vpn: number, npages: number, gran: number): Result {
     return this.#rc(this.core.x.iotlbInvalidate(domain, pasid, vpn, npages, gran));
@@ -215,6 +234,12 @@ export class RefIommuDriver extends RefDriver implements IommuDriver {
     return this.#r(() => {
       const r = this.iommu.translate(reqs, flags);
       return { rc: reqs.length, out: r.out, counts: r.counts };
+    });
+  }
+  iommuTranslateIovas(dev: number, pasid: number, access: number, flags: number, iovas: number[], place: number): Result {
+    return this.#r(() => {
+      const r = this.iommu.translateIovas(dev, pasid, access, flags, iovas, place === 0);
+      return { rc: r.out.length, out: r.out, stop: r.stop, counts: r.counts };
     });
   }
   iotlbInvalidate(domain: number, pasid: number, vpn: number, npages: number, gran: number): Result {

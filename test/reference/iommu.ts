@@ -299,6 +299,27 @@ export class RefIommu {
     return { out, counts: this.n };
   }
 
+  /**
+   * iommuTranslateIovas: @dev's requests with @pasid and access @a for each IOVA (a double),
+   * up to the first fault; [@ring]: through the ring (its capacity bounds the count).
+   */
+  translateIovas(dev: number, pasid: number, a: number, flags: number, iovas: number[], ring: boolean): { out: number[]; stop: number; counts: IoCounts } {
+    this.#requestCheck(dev, pasid, a, dev);
+    if (flags & ~I.IOX_ALL) fail(E.EINVAL, R.R_FLAGS, flags);
+    if (ring && iovas.length > Math.floor((this.ringEntries * H.RENT_SIZE) / 8)) fail(E.EINVAL, R.R_COUNT, iovas.length);
+    iovas.forEach((v, i) => {
+      if (!(v >= 0 && v < 2 ** 64 && v === Math.floor(v))) fail(E.EINVAL, R.R_IOVA, i);
+    });
+    this.n = zeroCounts();
+    const out: number[] = [];
+    for (const v of iovas) {
+      const st = this.translateOne(dev, pasid, v % 2 ** 32, Math.floor(v / 2 ** 32), a, flags);
+      if (st >= 0x10000) return { out, stop: st, counts: this.n };
+      out.push(this.pa);
+    }
+    return { out, stop: 0, counts: this.n };
+  }
+
   /* ---- invalidation (iotlb.ts, atc.ts) ---- */
 
   static pageRangeCheck(vpn: number, npages: number): void {
