@@ -308,6 +308,43 @@ export function iommuTranslateIovasMax(): u32 {
 }
 
 /**
+ * iotlbHits - serve entries [@i, @n) of the list at @src from the IOTLB's 4 KiB entries
+ * tagged @id, while each hits and allows the access (@need, @forbid), writing the addresses
+ * to @dst; returns the index of the first that does not. A hit here is the one ioTranslate
+ * would find (it probes 4 KiB entries first), with the same LRU stamp and count. Its own
+ * function, so the loop's few values stay in registers.
+ */
+function iotlbHits(src: usize, dst: usize, i: u32, n: u32, id: u32, need: u64, forbid: u64): u32 {
+  if (load<u32>(HDR_ADDR + HDR_IOTLB_LIVE) == 0) return i;
+  // The layout's globals in locals: V8 reloads a mutable global at every use.
+  const tlb = IOTLB;
+  const mask = <u64>(IOTLB_SETS - 1);
+  const setBytes = <usize>IOTLB_WAYS * IOTE_SIZE;
+  const top = <u64>VA_BITS - 1;
+  const tickAt = HDR_ADDR + HDR_IOTLB_TICK;
+  const first = i;
+  for (; i < n; i++) {
+    const iova = <u64>load<f64>(src + (<usize>i << 3));
+    if (iova >> top != 0) break;
+    const lvpn = iova >> 12;
+    const want = ioTag(lvpn, 0);
+    let e = tlb + <usize>(lvpn & mask) * setBytes;
+    const end = e + setBytes;
+    while (e < end && (load<u64>(e + IOTE_TAG) != want || load<u32>(e + IOTE_ID) != id)) e += IOTE_SIZE;
+    if (e == end) break;
+    const data = load<u64>(e + IOTE_DATA);
+    if (!usable(data, need, forbid)) break;
+    const t = load<u64>(tickAt) + 1;
+    store<u64>(tickAt, t);
+    store<u64>(e + IOTE_STAMP, t);
+    // Below 2^52: the signed conversion is exact (and one instruction on x86-64).
+    store<f64>(dst + (<usize>i << 3), <f64><i64>((data & FRAME_MASK) | (iova & 0xfff)));
+  }
+  nIotlb += i - first;
+  return i;
+}
+
+/**
  * iommuTranslateIovas - translate @n IOVAs (f64 byte addresses at @inAddr) of device @dev's
  * requests with @pasid and access @a, writing each physical address (f64) to @outAddr, as
  * a DMA engine walks a descriptor list: one device, one context, decoded once. Stops at the
@@ -337,53 +374,23 @@ export function iommuTranslateIovas(dev: u32, pasid: u32, a: u32, flags: u32, n:
   const d = dte(dev);
   const df = load<u32>(d + DTE_FLAGS);
   const cx = ioContext(d, df, pasid);
-  // The IOTLB's 4 KiB entries are probed in this loop when nothing else could answer first
-  // (a paging context, no ATC, no re-walk check): a hit there is the hit ioTranslate would
-  // find (it probes 4 KiB entries first), with the same LRU stamp, count and address. Any
-  // other request, and a miss, goes through ioTranslate.
+  // IOTLB hits are served by iotlbHits when nothing else could answer first (a paging
+  // context, no ATC, no re-walk check); any other request, and a miss, goes through
+  // ioTranslate, and the hits go on after it.
   const fast = (cx & IOCX_PAGING) != 0 && (df & DTE_ATS) == 0 && (flags & (IOX_NOCACHE | IOX_CHECK)) == 0;
-  // The layout's globals in locals: V8 reloads a mutable global at every use.
-  const tlb = IOTLB;
-  const mask = <u64>(IOTLB_SETS - 1);
-  const setBytes = <usize>IOTLB_WAYS * IOTE_SIZE;
-  const top = <u64>VA_BITS - 1;
   const id = (<u32>cx << 20) | pasid;
   const acc = ioAcc(a);
   const need = ioNeed(acc);
   const forbid = ioForbid(acc);
-  const live4k = HDR_ADDR + HDR_IOTLB_LIVE;
-  const tickAt = HDR_ADDR + HDR_IOTLB_TICK;
-  let hits: u32 = 0;
   let st: i32 = 0;
-  let i: u32 = 0;
-  for (; i < n; i++) {
-    const iova = <u64>load<f64>(src + (<usize>i << 3));
-    if (fast && iova >> top == 0 && load<u32>(live4k) != 0) {
-      const lvpn = iova >> 12;
-      const want = ioTag(lvpn, 0);
-      let e = tlb + <usize>(lvpn & mask) * setBytes;
-      const end = e + setBytes;
-      for (; e < end; e += IOTE_SIZE) {
-        if (load<u64>(e + IOTE_TAG) == want && load<u32>(e + IOTE_ID) == id) break;
-      }
-      if (e < end) {
-        const data = load<u64>(e + IOTE_DATA);
-        if (usable(data, need, forbid)) {
-          const t = load<u64>(tickAt) + 1;
-          store<u64>(tickAt, t);
-          store<u64>(e + IOTE_STAMP, t);
-          hits++;
-          // Below 2^52: the signed conversion is exact (and one instruction on x86-64).
-          store<f64>(dst + (<usize>i << 3), <f64><i64>((data & FRAME_MASK) | (iova & 0xfff)));
-          continue;
-        }
-      }
-    }
-    st = ioTranslate(dev, pasid, iova, a, flags);
+  let i: u32 = fast ? iotlbHits(src, dst, 0, n, id, need, forbid) : 0;
+  while (i < n) {
+    st = ioTranslate(dev, pasid, <u64>load<f64>(src + (<usize>i << 3)), a, flags);
     if (st >= 0x10000) break;
     store<f64>(dst + (<usize>i << 3), <f64>ioPa);
+    i++;
+    if (fast) i = iotlbHits(src, dst, i, n, id, need, forbid);
   }
-  nIotlb += hits;
   ioCountsStore();
   store<i32>(RING + REG_IO_STOP, i < n ? st : 0);
   return <i32>i;
