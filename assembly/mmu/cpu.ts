@@ -17,11 +17,11 @@ import {
   R_CPU, R_PCID, R_CTRL, R_COUNT, R_FLAGS, R_ROOT, R_INVPCID_TYPE, R_ACCESS,
 } from "../../src/abi/reason";
 import { fail } from "../errno";
-import { CPUS, NR_CPUS, VA_BITS, RING_ENTRIES, TLB_SETS, TLB_WAYS } from "../layout";
+import { CPUS, NR_CPUS, VA_BITS, RING_ENTRIES, TLB_SETS, TLB_WAYS, FRAMES, POOL, LEVELS } from "../layout";
 import { RING, ringCheck } from "../ring";
 import { D, G, FRAME_MASK } from "./pte";
 import { rootCheck, rangeCheck, rangeLo, rangeHi } from "./pgtable";
-import { walk, permCheck, walkData, walkSize, walkLoads } from "./walk";
+import { walk, walkIn, rsvdCommon, permCheck, walkData, walkSize, walkLoads } from "./walk";
 import {
   tlbBase, tlbLookup, tlbFill, tlbDrop, tlbInvalidate, MATCH_ALL, MATCH_NONGLOBAL, MATCH_PCID_NONGLOBAL,
   MATCH_PCID_OR_GLOBAL,
@@ -185,6 +185,10 @@ export function translateBatch(cpu: u32, first: u32, n: u32, flags: u32): i32 {
   const pcid = curPcid(c);
   const useTlb = (flags & (XLATE_NOTLB | XLATE_NOSIDE)) == 0;
   const side = (flags & XLATE_NOSIDE) == 0;
+  if (!useTlb) {
+    const vaMask: u64 = (<u64>1 << VA_BITS) - 1;
+    return walkBatch(root, ctrl, pkru, side, (flags & XLATE_STOP) != 0, first, n, FRAMES, POOL - 4096, LEVELS == 5, vaMask, rsvdCommon(ctrl));
+  }
   const sh: u64 = 64 - VA_BITS;
   const vaMask: u64 = (<u64>1 << VA_BITS) - 1;
   let tick = load<u64>(c + CPU_TICK);
@@ -257,12 +261,63 @@ export function translateBatch(cpu: u32, first: u32, n: u32, flags: u32): i32 {
     }
   }
   store<u64>(c + CPU_TICK, tick);
+  batchCounts(hits, misses, walks, loads, faults, spurious);
+  return <i32>done;
+}
+
+/** The ring's result registers after a translate batch. */
+// @ts-ignore: decorator
+@inline function batchCounts(hits: u32, misses: u32, walks: u32, loads: u32, faults: u32, spurious: u32): void {
   store<u32>(RING + REG_HITS, hits);
   store<u32>(RING + REG_MISSES, misses);
   store<u32>(RING + REG_WALKS, walks);
   store<u32>(RING + REG_LOADS, loads);
   store<u32>(RING + REG_FAULTS, faults);
   store<u32>(RING + REG_SPURIOUS, spurious);
+}
+
+/**
+ * walkBatch - translateBatch without the TLB (XLATE_NOTLB or XLATE_NOSIDE): every request
+ * walks, as translateBatch's loop would with the TLB left out. Its own function, with the
+ * walk inlined, so the loop's values stay in registers (inside translateBatch's loop
+ * TurboFan spilled them around each walk call). What is the same for every walk comes in
+ * as parameters (walkIn's): computed here, TurboFan would redo it inside the loop.
+ */
+function walkBatch(
+  root: u32, ctrl: u32, pkru: u32, side: bool, stop: bool, first: u32, n: u32,
+  frames: usize, pool: usize, five: bool, vaMask: u64, common: u64,
+): i32 {
+  const sh: u64 = 64 - VA_BITS;
+  let walks: u32 = 0;
+  let loads: u32 = 0;
+  let faults: u32 = 0;
+  let done = n;
+  let req = RING + RING_ENTRY0 + <usize>first * RENT_SIZE;
+  for (let i: u32 = 0; i < n; i++, req += RENT_SIZE) {
+    const va = load<u64>(req + TREQ_VA);
+    const acc = load<u32>(req + TREQ_ACCESS);
+    if (acc & ~ACC_MASK) {
+      store<i32>(req + TREQ_STATUS, fail(EINVAL, R_ACCESS, i));
+      continue;
+    }
+    let st: i32 = X86_TRAP_GP << 16;
+    if (<i64>(va << sh) >> sh == <i64>va) {
+      st = walkIn(frames, pool, five, vaMask, common, root, va, acc, ctrl, pkru, side, req + TREQ_PA);
+      walks++;
+      loads += walkLoads;
+      if (st == 0) {
+        store<i32>(req + TREQ_STATUS, <i32>walkSize);
+        continue;
+      }
+    }
+    store<i32>(req + TREQ_STATUS, st);
+    faults++;
+    if (stop) {
+      done = i + 1;
+      break;
+    }
+  }
+  batchCounts(0, 0, walks, loads, faults, 0);
   return <i32>done;
 }
 

@@ -69,7 +69,7 @@ export let walkLoads: u32 = 0;
 
 /** Reserved bits common to every entry: above MAXPHYADDR, and NX without EFER.NXE. */
 // @ts-ignore: decorator
-@inline function rsvdCommon(ctrl: u32): u64 {
+@inline export function rsvdCommon(ctrl: u32): u64 {
   const above = PHYS_BITS < 52 ? (((<u64>1 << 52) - 1) & ~((<u64>1 << PHYS_BITS) - 1)) : 0;
   return above | (ctrl & CTRL_NXE ? 0 : NX);
 }
@@ -97,14 +97,23 @@ export let walkLoads: u32 = 0;
  * state per level: no level-indexed branches, and the reserved-bit masks are built once.
  */
 export function walk(root: u32, va: u64, acc: u32, ctrl: u32, pkru: u32, side: bool, out: usize): i32 {
-  const lvpn = (va & ((<u64>1 << VA_BITS) - 1)) >> 12;
-  // Masks derive from `common` where they are used: fewer live values, fewer spills.
-  const common = rsvdCommon(ctrl);
-  const notPresent = pfFault(acc & (PF_W | PF_U | PF_I));
   // Layout globals in locals: V8 re-reads a mutable global at every use.
-  const frames = FRAMES;
-  const pool = POOL - 4096; // slot numbers start at 1
-  const five = LEVELS == 5;
+  return walkIn(FRAMES, POOL - 4096, LEVELS == 5, (<u64>1 << VA_BITS) - 1, rsvdCommon(ctrl), root, va, acc, ctrl, pkru, side, out);
+}
+
+/**
+ * walkIn - walk() with what is the same for every walk of a batch passed in: the frame
+ * records at @frames, the pool's slot 0 at @pool (slot numbers start at 1), 5-level paging,
+ * the VA mask, and the reserved bits of every entry (rsvdCommon(@ctrl)). Inlined into
+ * batch loops, which compute them once.
+ */
+// @ts-ignore: decorator
+@inline export function walkIn(
+  frames: usize, pool: usize, five: bool, vaMask: u64, common: u64,
+  root: u32, va: u64, acc: u32, ctrl: u32, pkru: u32, side: bool, out: usize,
+): i32 {
+  const lvpn = (va & vaMask) >> 12;
+  const notPresent = pfFault(acc & (PF_W | PF_U | PF_I));
   // Entries read: each exit knows how many this attempt read (l5 + its depth); `done`
   // keeps those of attempts restarted after a lost compare-and-swap.
   const l5: u32 = five ? 1 : 0;
