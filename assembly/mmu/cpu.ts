@@ -185,12 +185,11 @@ export function translateBatch(cpu: u32, first: u32, n: u32, flags: u32): i32 {
   const pcid = curPcid(c);
   const useTlb = (flags & (XLATE_NOTLB | XLATE_NOSIDE)) == 0;
   const side = (flags & XLATE_NOSIDE) == 0;
-  if (!useTlb) {
-    const vaMask: u64 = (<u64>1 << VA_BITS) - 1;
-    return walkBatch(root, ctrl, pkru, side, (flags & XLATE_STOP) != 0, first, n, FRAMES, POOL - 4096, LEVELS == 5, vaMask, rsvdCommon(ctrl));
-  }
   const sh: u64 = 64 - VA_BITS;
   const vaMask: u64 = (<u64>1 << VA_BITS) - 1;
+  if (!useTlb) {
+    return walkBatch(root, ctrl, pkru, side, (flags & XLATE_STOP) != 0, first, n, sh, FRAMES, POOL - 4096, LEVELS == 5, vaMask, rsvdCommon(ctrl));
+  }
   let tick = load<u64>(c + CPU_TICK);
   let hits: u32 = 0;
   let misses: u32 = 0;
@@ -284,10 +283,9 @@ export function translateBatch(cpu: u32, first: u32, n: u32, flags: u32): i32 {
  * as parameters (walkIn's): computed here, TurboFan would redo it inside the loop.
  */
 function walkBatch(
-  root: u32, ctrl: u32, pkru: u32, side: bool, stop: bool, first: u32, n: u32,
+  root: u32, ctrl: u32, pkru: u32, side: bool, stop: bool, first: u32, n: u32, sh: u64,
   frames: usize, pool: usize, five: bool, vaMask: u64, common: u64,
 ): i32 {
-  const sh: u64 = 64 - VA_BITS;
   let walks: u32 = 0;
   let loads: u32 = 0;
   let faults: u32 = 0;
