@@ -206,10 +206,7 @@ export function translateBatch(cpu: u32, first: u32, n: u32, flags: u32): i32 {
   for (let i: u32 = 0; i < n; i++, req += RENT_SIZE) {
     const va = load<u64>(req + TREQ_VA);
     const acc = load<u32>(req + TREQ_ACCESS);
-    if (acc & ~ACC_MASK) {
-      store<i32>(req + TREQ_STATUS, fail(EINVAL, R_ACCESS, i));
-      continue;
-    }
+    if (refuseAccess(req, acc, i)) continue;
     if (<i64>(va << sh) >> sh != <i64>va) {
       store<i32>(req + TREQ_STATUS, X86_TRAP_GP << 16);
       faults++;
@@ -264,6 +261,14 @@ export function translateBatch(cpu: u32, first: u32, n: u32, flags: u32): i32 {
   return <i32>done;
 }
 
+/** Request @i at @req asks for unknown access bits @acc: its status is -EINVAL naming it. */
+// @ts-ignore: decorator
+@inline function refuseAccess(req: usize, acc: u32, i: u32): bool {
+  if ((acc & ~ACC_MASK) == 0) return false;
+  store<i32>(req + TREQ_STATUS, fail(EINVAL, R_ACCESS, i));
+  return true;
+}
+
 /** The ring's result registers after a translate batch. */
 // @ts-ignore: decorator
 @inline function batchCounts(hits: u32, misses: u32, walks: u32, loads: u32, faults: u32, spurious: u32): void {
@@ -294,10 +299,7 @@ function walkBatch(
   for (let i: u32 = 0; i < n; i++, req += RENT_SIZE) {
     const va = load<u64>(req + TREQ_VA);
     const acc = load<u32>(req + TREQ_ACCESS);
-    if (acc & ~ACC_MASK) {
-      store<i32>(req + TREQ_STATUS, fail(EINVAL, R_ACCESS, i));
-      continue;
-    }
+    if (refuseAccess(req, acc, i)) continue;
     let st: i32 = X86_TRAP_GP << 16;
     if (<i64>(va << sh) >> sh == <i64>va) {
       st = walkIn(frames, pool, five, vaMask, common, root, va, acc, ctrl, pkru, side, req + TREQ_PA);
