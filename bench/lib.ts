@@ -97,6 +97,25 @@ export async function pairedRounds(
   };
 }
 
+/**
+ * alternating - tasks @a and @b timed in alternating rounds (tinybench, @ms each), so load
+ * on a shared machine falls on both alike: each one's fastest sample (median over rounds),
+ * and the median of the per-round ratios b / a.
+ */
+export async function alternating(a: () => void, b: () => void, rounds = 9, ms = 250): Promise<{ a: number; b: number; ratio: number }> {
+  const ta: number[] = [];
+  const tb: number[] = [];
+  const r: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const x = (await timeTasks({ a }, ms)).a!.min;
+    const y = (await timeTasks({ b }, ms)).b!.min;
+    ta.push(x);
+    tb.push(y);
+    r.push(y / x);
+  }
+  return { a: median(ta), b: median(tb), ratio: median(r) };
+}
+
 export function writeReport(report: BenchReport): string {
   const dir = new URL("./results/", import.meta.url);
   mkdirSync(dir, { recursive: true });
