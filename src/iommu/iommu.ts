@@ -247,7 +247,7 @@ export class Iommu {
     }
     const first = (c.ring + H.RING_ENTRY0) >>> 3;
     let done = 0;
-    while (done < n || n === 0) {
+    do { // at least one call, so an empty list's PASID and access are checked too
       const m = Math.min(max, n - done);
       if (!inAt) c.f64.set(iovas.subarray(done, done + m), first);
       const got = c.check(c.x.iommuTranslateIovas(dev.rid, pasid, access, flags, m, inAt && inAt + done * 8, outAt && outAt + done * 8), "iommuTranslateIovas");
@@ -256,8 +256,7 @@ export class Iommu {
       this.account(got + (stop ? 1 : 0));
       done += got;
       if (stop) return { translated: done, fault: ioFault(stop) };
-      if (n === 0) break;
-    }
+    } while (done < n);
     return { translated: done, fault: null };
   }
 
