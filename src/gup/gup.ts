@@ -214,13 +214,16 @@ function gupLongtermLocked(p: Process, vpn: number, nr: number, flags: number, p
 }
 
 /**
- * gupSlow - the slow path of a call, with mmap_lock: the caller's when it holds it (the
- * kernel's get_user_pages and pin_user_pages require that), else taken for read around
- * the walk (as get_user_pages_unlocked does). Without @pages the pages are only faulted in.
+ * gupSlow - the slow path of a call under mmap_lock: with @callerMayHold (get_user_pages,
+ * pin_user_pages) the caller's hold if any, else taken for read; the fast variants' fallback
+ * always takes it (so under a write hold it deadlocks: EDEADLK). No @pages: fault in only.
  */
-function gupSlow(p: Process, vpn: number, nr: number, flags: number, pages: PagesArray | undefined, off: number, rec: CallRecord): number {
+function gupSlow(
+  p: Process, vpn: number, nr: number, flags: number, pages: PagesArray | undefined, off: number, rec: CallRecord,
+  callerMayHold: boolean,
+): number {
   const lock = p.mm.mmapLock;
-  const h = lock.held ? null : lock.lock("read", `pid ${p.pid} ${rec.fn}`);
+  const h = callerMayHold && lock.held ? null : lock.lock("read", `pid ${p.pid} ${rec.fn}`);
   try {
     return pages ? gupLongtermLocked(p, vpn, nr, flags, pages, off, rec) : populate(p.mm, vpn, nr, flags, rec);
   } finally {
@@ -259,7 +262,7 @@ function slowEntry(p: Process, name: string, start: Address, vpn: number, nrPage
   let got = 0;
   try {
     if (nrPages === 0) return 0;
-    got = gupSlow(p, vpn, nrPages, flags, pages, 0, rec);
+    got = gupSlow(p, vpn, nrPages, flags, pages, 0, rec, true);
     if (got === 0 && !(flags & G.FOLL_NOWAIT)) throw efault(`${name}: no page ${flags & G.FOLL_PIN ? "pinned" : "taken"}`);
     return got;
   } finally {
@@ -295,7 +298,7 @@ function gupFastFallback(p: Process, name: string, start: Address, nrPages: numb
   const rec: CallRecord = { fn: name, fast, faults: 0, stop: st.stop, unpinnable: 0, hugeFast: st.hugePages, hugeSlow: 0 };
   let got = fast;
   try {
-    got += gupSlow(p, vpn + fast, nrPages - fast, flags | G.FOLL_TOUCH | G.FOLL_UNLOCKABLE, pages, fast, rec);
+    got += gupSlow(p, vpn + fast, nrPages - fast, flags | G.FOLL_TOUCH | G.FOLL_UNLOCKABLE, pages, fast, rec, false);
   } catch (e) {
     if (!(fast > 0 && e instanceof DmaError)) throw e;
   } finally {

@@ -232,6 +232,11 @@ export class Iommu {
     const n = opts.n ?? iovas.length;
     if (!Number.isSafeInteger(n) || n < 0 || n > iovas.length) throw einval("n", `${n} is not a count of iovas' ${iovas.length} entries`);
     if (pas.length < n) throw einval("pas", `holds ${pas.length} entries, fewer than n (${n})`);
+    // In place, or apart: a shifted view of the same memory would be overwritten before it is read.
+    if (pas.buffer === iovas.buffer && pas.byteOffset !== iovas.byteOffset &&
+      pas.byteOffset < iovas.byteOffset + n * 8 && iovas.byteOffset < pas.byteOffset + n * 8) {
+      throw einval("pas", "overlaps iovas without being it");
+    }
     const flags = (opts.check ? IO.IOX_CHECK : 0) | (opts.nocache ? IO.IOX_NOCACHE : 0);
     const access = accessBits(opts.access ?? "read", opts.priv ?? false);
     const pasid = opts.pasid ?? 0;
@@ -242,7 +247,7 @@ export class Iommu {
     if (n > max) {
       for (let i = 0; i < n; i++) {
         const v = iovas[i]!;
-        if (!(v >= 0 && Number.isInteger(v))) throw einval("iovas", `iovas[${i}] is not an address (an integer in [0, 2^64))`);
+        if (!(v >= 0 && v < 2 ** 64 && Number.isInteger(v))) throw einval("iovas", `iovas[${i}] is not an address (an integer in [0, 2^64))`);
       }
     }
     const first = (c.ring + H.RING_ENTRY0) >>> 3;

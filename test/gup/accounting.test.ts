@@ -157,4 +157,21 @@ describe("mmap_lock: get_user_pages and pin_user_pages are called with it held (
     expect(lock.held).toBe(false);
     expect(framesOf(p, a, 8).every((f) => counts(m, f).ref === 1)).toBe(true);
   });
+
+  it("the fast variants' fallback takes it for read itself (gup_fast_fallback): under a write hold it would deadlock", async () => {
+    const m = await gupMachine();
+    const p = m.spawn();
+    const a = buffer(p, 4); // written: GUP-fast takes them all, no lock needed
+    const b = mmap(p, { length: 4 * PAGE }); // never touched: the slow path must fault them in
+    const pages = new Float64Array(4);
+    const h = p.mm.mmapLock.lock("write", "a driver's mmap handler");
+    expect(pinUserPagesFast(p, a, 4, {}, pages)).toBe(4);
+    unpinUserPages(m, pages, 4);
+    expect(code(() => pinUserPagesFast(p, b, 4, {}, pages))).toMatch(/^EDEADLK/);
+    expect(p.mm.mmapLock.holders).toEqual([h]);
+    p.mm.mmapLock.unlock(h);
+    expect(pinUserPagesFast(p, b, 4, {}, pages)).toBe(4);
+    unpinUserPages(m, pages, 4);
+    expect(framesOf(p, b, 4).every((f) => counts(m, f).pin === 0)).toBe(true);
+  });
 });

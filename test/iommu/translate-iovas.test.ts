@@ -101,6 +101,11 @@ describe("iommuTranslateIovas: a descriptor list", () => {
     expect(caught(() => m.iommu.iommuTranslateIovas(nic, long, pas)).code).toBe("EINVAL");
     expect(caught(() => m.iommu.iommuTranslateIovas(nic, long, pas)).arg).toBe("iovas");
     expect(caught(() => m.iommu.iommuTranslateIovas(nic, Float64Array.from([IOVA, -PAGE]), pas)).message).toMatch(/iovas\[1\] is not an address/);
+    long[long.length - 1] = 2 ** 64; // an integer, but past 64 bits: refused before the first chunk too
+    expect(caught(() => m.iommu.iommuTranslateIovas(nic, long, pas)).message).toMatch(new RegExp(`iovas\\[${long.length - 1}\\] is not an address`));
+    // Ordinary arrays over the same memory: a shifted view of the list is refused.
+    const shared = new Float64Array(8).fill(IOVA);
+    expect(caught(() => m.iommu.iommuTranslateIovas(nic, shared.subarray(0, 4), shared.subarray(1, 5))).arg).toBe("pas");
     expect(caught(() => m.iommu.iommuTranslateIovas(nic, Float64Array.from([IOVA, NaN]), pas)).arg).toBe("iovas");
     expect(caught(() => m.iommu.iommuTranslateIovas(other.nic, Float64Array.from([IOVA]), pas)).arg).toBe("dev");
     expect(caught(() => m.iommu.iommuTranslateIovas(nic, Float64Array.from([IOVA, IOVA]), new Float64Array(1))).arg).toBe("pas");
