@@ -33,6 +33,12 @@ export let SWAP: usize = 0;
 /** The kernel heap [KHEAP, KHEAP_END): host arrays the core may write into. */
 export let KHEAP: usize = 0;
 export let KHEAP_END: usize = 0;
+
+/** Whether [@at, @at + @n f64s) is 8-byte aligned inside the kernel heap (an array the host passed in place). */
+// @ts-ignore: decorator
+@inline export function inKheap(at: usize, n: u32): bool {
+  return (at & 7) == 0 && at >= KHEAP && <u64>at + (<u64>n << 3) <= <u64>KHEAP_END;
+}
 export let NR_FRAMES: u32 = 0;
 export let NR_ZONES: u32 = 0;
 export let NR_CPUS: u32 = 0;

@@ -32,7 +32,7 @@ import {
 import { fail } from "../errno";
 import { RING, ringCheck } from "../ring";
 import {
-  IOTLB, IOTLB_SETS, IOTLB_WAYS, ATC, ATC_STRIDE, ATC_SETS, ATC_WAYS, IOMMU_DEVS, RING_ENTRIES, VA_BITS, KHEAP, KHEAP_END,
+  IOTLB, IOTLB_SETS, IOTLB_WAYS, ATC, ATC_STRIDE, ATC_SETS, ATC_WAYS, IOMMU_DEVS, RING_ENTRIES, VA_BITS, inKheap,
 } from "../layout";
 import { walk, walkData, walkSize, walkLoads } from "../mmu/walk";
 import { D, RW, US, NX, FRAME_MASK } from "../mmu/pte";
@@ -271,12 +271,6 @@ export function iommuTranslate(n: u32, flags: u32): i32 {
   }
   ioCountsStore();
   return <i32>n;
-}
-
-/** Whether [@at, @at + @n f64s) is 8-byte aligned inside the kernel heap. */
-// @ts-ignore: decorator
-@inline function inKheap(at: usize, n: u32): bool {
-  return (at & 7) == 0 && at >= KHEAP && <u64>at + (<u64>n << 3) <= <u64>KHEAP_END;
 }
 
 /** Whether @v is an IOVA: an integer in [0, 2^64) (NaN is not). */

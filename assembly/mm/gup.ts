@@ -34,7 +34,7 @@ import { FRAME_REFCOUNT, FRAME_MAPCOUNT, PG_has_pinned, PG_pgtable, ZONE_DEVICE 
 import { EINVAL } from "../../src/abi/errno";
 import { R_COUNT, R_FLAGS, R_NONCANONICAL, R_SIZE_ZERO, R_OUT } from "../../src/abi/reason";
 import { fail } from "../errno";
-import { NR_FRAMES, LEVELS, VA_BITS, RING_ENTRIES, KHEAP, KHEAP_END } from "../layout";
+import { NR_FRAMES, LEVELS, VA_BITS, RING_ENTRIES, inKheap } from "../layout";
 import { RING, THREAD, ringCheck } from "../ring";
 import { frame, frameFlags } from "../phys/frame";
 import { P, RW, PS, ptePfn, levelPages } from "../mmu/pte";
@@ -229,9 +229,7 @@ export function gupRange(root: f64, vpn: f64, npages: u32, flags: u32, pk: u32, 
   if (npages > gupMaxPages()) return fail(EINVAL, R_COUNT, npages);
   const half: f64 = <f64>(<u64>1 << (VA_BITS - 13));
   if (!(vpn >= 0) || vpn != Math.floor(vpn) || vpn + <f64>npages > half) return fail(EINVAL, R_NONCANONICAL, 0);
-  if (outAddr != 0 && ((outAddr & 7) != 0 || <usize>outAddr < KHEAP || <u64>outAddr + (<u64>npages << 3) > <u64>KHEAP_END)) {
-    return fail(EINVAL, R_OUT, outAddr);
-  }
+  if (outAddr != 0 && !inKheap(outAddr, npages)) return fail(EINVAL, R_OUT, outAddr);
   fl = flags;
   pkru = pk;
   rootPfn = <u32>r;
